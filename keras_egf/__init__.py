@@ -1,0 +1,40 @@
+"""keras-egf: sparse network optimisation with Effective Gradient Flow.
+
+Masked Keras 3 layers, gradient flow measures (gf, EGF), a training model that
+masks gradients and reports them, and same-capacity sparse/dense pairs
+(SC-SDC), after Tessera, Hooker & Rosman, arXiv 2102.01670.
+"""
+
+from keras_egf.activations import SReLU
+from keras_egf.architectures import ACTIVATIONS, build_mlp
+from keras_egf.capacity import (
+    active_weights,
+    dense_equivalent,
+    same_capacity_pair,
+    same_capacity_plan,
+)
+from keras_egf.gradient_flow import (
+    effective_gradient_flow,
+    gradient_flow,
+    layer_norms,
+    masked_gradients,
+)
+from keras_egf.layers import (
+    MaskedConv2D,
+    MaskedDense,
+    effective_kernel_gradients,
+    prunable_layers,
+)
+from keras_egf.masks import (
+    all_pruning_method_names,
+    apply_masks,
+    get_masks,
+    magnitude_masks,
+    prune,
+    random_masks,
+    register_pruning_method,
+)
+from keras_egf.model import MaskedModel
+from keras_egf.sparsity_distributions import all_distribution_names
+
+__version__ = "0.1.0"

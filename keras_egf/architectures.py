@@ -1,0 +1,142 @@
+"""Model builders: the paper's MLPs with masked or plain Dense layers."""
+
+import keras
+import numpy as np
+
+from keras_egf import initializers as init_lib
+from keras_egf.activations import SReLU
+from keras_egf.layers import MaskedDense
+from keras_egf.model import MaskedModel
+
+ACTIVATIONS = ("relu", "prelu", "elu", "swish", "srelu", "sigmoid")
+
+
+def check_activation(activation):
+    """Raises ValueError unless `activation` is a supported name."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"Unknown activation {activation!r}. Supported: {list(ACTIVATIONS)}"
+        )
+
+
+def activation_layer(activation, name):
+    """A fresh layer computing `activation` (one of ACTIVATIONS)."""
+    check_activation(activation)
+    if activation == "prelu":
+        return keras.layers.PReLU(name=name)
+    if activation == "srelu":
+        return SReLU(name=name)
+    keras_name = {"swish": "silu"}.get(activation, activation)
+    return keras.layers.Activation(keras_name, name=name)
+
+
+def check_widths(hidden_widths):
+    """Validates a list of hidden widths (at least one, each positive)."""
+    widths = list(hidden_widths)
+    if not widths:
+        raise ValueError(
+            "An MLP needs at least one hidden layer. Received: depth=0"
+        )
+    for w in widths:
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w <= 0:
+            raise ValueError(
+                f"Hidden widths must be positive integers. Received: width={w!r}"
+            )
+    return [int(w) for w in widths]
+
+
+def mlp_kernel_shapes(input_dim, hidden_widths, num_classes):
+    """Kernel shapes [(fan_in, fan_out)] of an MLP, hidden layers then output."""
+    dims = [int(input_dim)] + list(hidden_widths) + [int(num_classes)]
+    return list(zip(dims[:-1], dims[1:]))
+
+
+def mlp_layer_names(depth):
+    """Names build_mlp gives its Dense layers: hidden_0.. then output."""
+    return [f"hidden_{i}" for i in range(depth)] + ["output"]
+
+
+def build_mlp(
+    input_shape,
+    hidden_widths,
+    num_classes,
+    activation="relu",
+    batch_norm=False,
+    skip_connections=False,
+    weight_decay=0.0,
+    masked=True,
+    kernel_initializers=None,
+    seed=None,
+    name="mlp",
+    **model_options,
+):
+    """Builds an MLP as a `MaskedModel` (logits output).
+
+    Args:
+        input_shape: shape of one example; flattened if it has several axes.
+        hidden_widths: list of hidden layer widths (depth = its length).
+        num_classes: units of the output layer (logits, no softmax).
+        activation: one of ACTIVATIONS.
+        batch_norm: BatchNorm after each hidden Dense, before the activation.
+        skip_connections: add each hidden layer's input to its output
+            (hidden widths must then be equal).
+        weight_decay: L2 factor on every kernel (0 = none).
+        masked: MaskedDense layers (True) or plain keras.layers.Dense.
+        kernel_initializers: one initializer per Dense layer (hidden then
+            output); default He normal (ReLU-like) or Glorot normal with each
+            layer's own fans.
+        seed: seeds the default initializers.
+        **model_options: passed to MaskedModel (track_gradient_flow, ...).
+    """
+    widths = check_widths(hidden_widths)
+    check_activation(activation)
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(
+            f"num_classes must be an integer >= 2. Received: num_classes={num_classes!r}"
+        )
+    if not np.isfinite(weight_decay) or weight_decay < 0:
+        raise ValueError(
+            f"weight_decay must be >= 0. Received: weight_decay={weight_decay!r}"
+        )
+    if skip_connections and len(set(widths)) > 1:
+        raise ValueError(
+            "Skip connections need equal hidden widths. Received: "
+            f"hidden_widths={widths}"
+        )
+    input_dim = int(np.prod(input_shape))
+    shapes = mlp_kernel_shapes(input_dim, widths, num_classes)
+    names = mlp_layer_names(len(widths))
+    if kernel_initializers is None:
+        scheme = init_lib.scheme_for_activation(activation)
+        kernel_initializers = [
+            init_lib.fan_scaled_normal(
+                scheme, fi, fo, seed=None if seed is None else seed + i)
+            for i, (fi, fo) in enumerate(shapes)
+        ]
+    if len(kernel_initializers) != len(shapes):
+        raise ValueError(
+            f"Expected {len(shapes)} kernel initializers (one per Dense "
+            f"layer). Received: {len(kernel_initializers)}"
+        )
+    dense_cls = MaskedDense if masked else keras.layers.Dense
+    regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
+
+    def dense(i, units):
+        return dense_cls(
+            units, kernel_initializer=kernel_initializers[i],
+            kernel_regularizer=regularizer, name=names[i])
+
+    inputs = keras.Input(shape=tuple(input_shape), name="inputs")
+    x = inputs
+    if len(input_shape) > 1:
+        x = keras.layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(widths):
+        h = dense(i, units)(x)
+        if batch_norm:
+            h = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(h)
+        h = activation_layer(activation, name=f"{activation}_{i}")(h)
+        if skip_connections and i > 0:
+            h = keras.layers.Add(name=f"skip_{i}")([x, h])
+        x = h
+    outputs = dense(len(widths), num_classes)(x)
+    return MaskedModel(inputs=inputs, outputs=outputs, name=name, **model_options)

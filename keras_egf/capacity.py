@@ -1,0 +1,178 @@
+"""Same capacity (SC-SDC, design.md section 3): counting active weights and
+building dense/sparse networks with exactly equal per-layer capacity."""
+
+import collections
+import logging
+import math
+
+import keras
+import numpy as np
+
+from keras_egf import architectures
+from keras_egf import initializers as init_lib
+from keras_egf import layers as layers_lib
+from keras_egf import masks as masks_lib
+from keras_egf.model import MaskedModel
+
+LayerCapacity = collections.namedtuple(
+    "LayerCapacity", ["name", "dense_shape", "sparse_shape", "active"]
+)
+CapacityPair = collections.namedtuple("CapacityPair", ["dense", "sparse", "plan"])
+LayerMismatch = collections.namedtuple(
+    "LayerMismatch", ["name", "sparse_active", "dense_weights", "exact"]
+)
+DenseEquivalent = collections.namedtuple(
+    "DenseEquivalent", ["model", "report", "exact"]
+)
+
+
+def active_weights(model):
+    """{layer name: number of kernel weights whose mask is 1} per prunable layer.
+
+    A plain Dense/Conv2D layer counts all its kernel entries.
+    """
+    counts = collections.OrderedDict()
+    for layer in layers_lib.prunable_layers(model):
+        if layers_lib.is_masked_layer(layer):
+            counts[layer.name] = layer.active_weights
+        else:
+            counts[layer.name] = int(np.prod(layer.kernel.shape))
+    return counts
+
+
+def sparse_widths(hidden_widths, sparse_width_multiplier):
+    """Sparse hidden widths: round(multiplier * dense width), multiplier >= 1."""
+    m = sparse_width_multiplier
+    if isinstance(m, bool) or not isinstance(m, (int, float, np.number)) or \
+            not math.isfinite(m) or m < 1:
+        raise ValueError(
+            "sparse_width_multiplier must be a finite number >= 1. "
+            f"Received: sparse_width_multiplier={m!r}"
+        )
+    return [int(round(m * w)) for w in architectures.check_widths(hidden_widths)]
+
+
+def same_capacity_plan(input_dim, hidden_widths, num_classes,
+                       sparse_width_multiplier):
+    """Per-layer dense shape, sparse shape and the shared active count.
+
+    The sparse layer keeps exactly prod(dense_shape) of its weights.
+    """
+    dense_widths = architectures.check_widths(hidden_widths)
+    wide = sparse_widths(dense_widths, sparse_width_multiplier)
+    dense_shapes = architectures.mlp_kernel_shapes(input_dim, dense_widths, num_classes)
+    sparse_shapes = architectures.mlp_kernel_shapes(input_dim, wide, num_classes)
+    names = architectures.mlp_layer_names(len(dense_widths))
+    return [
+        LayerCapacity(n, d, s, int(np.prod(d)))
+        for n, d, s in zip(names, dense_shapes, sparse_shapes)
+    ]
+
+
+def same_capacity_pair(input_shape, hidden_widths, num_classes,
+                       sparse_width_multiplier, activation="relu", seed=None,
+                       **mlp_options):
+    """Builds a dense MLP and a wider sparse MLP of equal per-layer capacity.
+
+    Sparse width = multiplier x dense width. Every sparse layer keeps, at
+    random (seeded), exactly as many weights as its dense twin has; the
+    sparse active weights are drawn from the dense twin's distribution (He
+    normal for ReLU-like activations, Glorot normal otherwise, with the dense
+    layer's fans). Returns CapacityPair(dense, sparse, plan); both models are
+    `MaskedModel`s (the dense one of plain keras.layers.Dense).
+    """
+    architectures.check_activation(activation)
+    input_dim = int(np.prod(input_shape))
+    plan = same_capacity_plan(input_dim, hidden_widths, num_classes,
+                              sparse_width_multiplier)
+    scheme = init_lib.scheme_for_activation(activation)
+    base = 0 if seed is None else int(seed)
+
+    def inits(offset):
+        return [
+            init_lib.fan_scaled_normal(
+                scheme, *layer.dense_shape,
+                seed=None if seed is None else base + offset + i)
+            for i, layer in enumerate(plan)
+        ]
+
+    dense = architectures.build_mlp(
+        input_shape, list(hidden_widths), num_classes, activation,
+        masked=False, kernel_initializers=inits(0), seed=seed, name="dense",
+        **mlp_options)
+    sparse = architectures.build_mlp(
+        input_shape, sparse_widths(hidden_widths, sparse_width_multiplier),
+        num_classes, activation, masked=True, kernel_initializers=inits(1000),
+        seed=seed, name="sparse", **mlp_options)
+    rng = np.random.default_rng(seed)
+    masks = {
+        layer.name: masks_lib.random_mask_with_count(
+            layer.sparse_shape, layer.active, rng)
+        for layer in plan
+    }
+    masks_lib.apply_masks(sparse, masks)
+    return CapacityPair(dense, sparse, plan)
+
+
+def _is_chain(model):
+    return not any(
+        isinstance(l, keras.layers.Layer) and len(l._inbound_nodes) and
+        len(l._inbound_nodes[0].input_tensors) > 1
+        for l in model.layers
+    )
+
+
+def dense_equivalent(model):
+    """Clones a masked model into its dense twin of equal per-layer capacity.
+
+    Each masked Dense (Conv2D) layer becomes a plain Dense (Conv2D) with
+    round(active / fan_in) units (filters), fan_in taken in the dense twin;
+    the last prunable layer keeps its units (the classes). Other layers are
+    re-created from their configs. Returns DenseEquivalent(model, report,
+    exact): `report` lists, per layer, the sparse active count and the dense
+    weight count, with `exact` False where they differ (logged as warnings).
+    Supports models whose layers form a chain (no skip connections).
+    """
+    if not _is_chain(model):
+        raise ValueError(
+            f"dense_equivalent supports chain models only; model "
+            f"{model.name!r} merges branches. Build skip-connection pairs "
+            "with same_capacity_pair."
+        )
+    prunable = layers_lib.prunable_layers(model)
+    if not prunable:
+        raise ValueError(f"Model {model.name!r} has no Dense/Conv2D layers.")
+    counts = active_weights(model)
+    last = prunable[-1]
+    inputs = keras.Input(shape=tuple(model.inputs[0].shape[1:]), name="inputs")
+    x = inputs
+    report = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if layer in prunable:
+            config = layer.get_config()
+            fan_in = int(x.shape[-1])
+            if isinstance(layer, keras.layers.Conv2D):
+                fan_in *= int(np.prod(layer.kernel_size))
+                key, cls = "filters", keras.layers.Conv2D
+            else:
+                key, cls = "units", keras.layers.Dense
+            active = counts[layer.name]
+            if layer is not last:
+                config[key] = max(1, int(round(active / fan_in)))
+            new = cls.from_config(config)
+            dense_weights = fan_in * config[key]
+            report.append(LayerMismatch(layer.name, active, dense_weights,
+                                        active == dense_weights))
+        else:
+            new = layer.__class__.from_config(layer.get_config())
+        x = new(x)
+    exact = all(r.exact for r in report)
+    for r in report:
+        if not r.exact:
+            logging.warning(
+                "dense_equivalent: layer %r has %d active sparse weights but "
+                "its dense twin has %d.", r.name, r.sparse_active, r.dense_weights)
+    dense = MaskedModel(inputs=inputs, outputs=x, name=f"{model.name}_dense")
+    return DenseEquivalent(dense, report, exact)
