@@ -17,7 +17,7 @@ a dense twin reports the same measures (EGF_1 == gf_1 / L there).
 import keras
 import tensorflow as tf
 
-from keras_egf import gradient_flow as gf_lib
+from keras_egf.gradient_flow import gradient_flow, layer_norms
 from keras_egf import layers as layers_lib
 
 GRADIENT_FLOW_METRICS = ("gf_1", "gf_2", "egf_1", "egf_2")
@@ -137,28 +137,27 @@ class MaskedModel(keras.Model):
         grads = tape.gradient(loss, weights)
         # gradients are g (unmasked) for kernels: mask them for the optimizer.
         index = {id(v): i for i, v in enumerate(weights)}
-        kernel_grads, masks = [], []
+        kernel_grads, masked = [], []
         for kernel, mask in self.kernels_and_masks():
             i = index.get(id(kernel))
             if i is None or grads[i] is None:
                 continue
             kernel_grads.append(grads[i])
-            masks.append(mask)
             if mask is not None:
                 grads[i] = grads[i] * tf.cast(mask, grads[i].dtype)
+            masked.append(grads[i])
         self.optimizer.apply_gradients(zip(grads, weights))
 
         if self.track_gradient_flow and kernel_grads:
-            self._update_gradient_flow(kernel_grads, masks)
+            self._update_gradient_flow(kernel_grads, masked)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _update_gradient_flow(self, kernel_grads, masks):
-        masked = gf_lib.masked_gradients(kernel_grads, masks)
+    def _update_gradient_flow(self, kernel_grads, masked):
         values = {
-            "gf_1": gf_lib.gradient_flow(kernel_grads, p=1),
-            "gf_2": gf_lib.gradient_flow(kernel_grads, p=2),
-            "egf_1": tf.reduce_mean(gf_lib.layer_norms(masked, p=1)),
-            "egf_2": tf.reduce_mean(gf_lib.layer_norms(masked, p=2)),
+            "gf_1": gradient_flow(kernel_grads, p=1),
+            "gf_2": gradient_flow(kernel_grads, p=2),
+            "egf_1": tf.reduce_mean(layer_norms(masked, p=1)),
+            "egf_2": tf.reduce_mean(layer_norms(masked, p=2)),
         }
         for name, value in values.items():
             getattr(self, f"{name}_tracker").update_state(value)

@@ -1,0 +1,1 @@
+"""Speed benchmarks of keras-egf (run with `python -m benchmarks`)."""

@@ -1,0 +1,94 @@
+import keras
+import numpy as np
+import pytest
+
+import keras_egf as ke
+
+
+def _mask(shape, seed=0, density=0.3):
+    return (np.random.default_rng(seed).random(shape) < density).astype("float32")
+
+
+def test_masked_dense_forward_uses_kernel_times_mask():
+    layer = ke.MaskedDense(4, activation="relu")
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+    layer(x)
+    kernel = layer.kernel.numpy().copy()
+    mask = _mask((6, 4))
+    layer.set_mask(mask)
+    # set_mask zeroes the pruned kernel entries exactly.
+    assert np.all(layer.kernel.numpy()[mask == 0] == 0.0)
+    np.testing.assert_array_equal(layer.kernel.numpy()[mask == 1], kernel[mask == 1])
+    expected = np.maximum(x @ (kernel * mask) + layer.bias.numpy(), 0)
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert layer.active_weights == int(mask.sum())
+    np.testing.assert_allclose(layer.sparsity, 1 - mask.mean())
+
+
+def test_mask_is_used_even_if_kernel_is_overwritten():
+    layer = ke.MaskedDense(3)
+    x = np.ones((2, 5), "float32")
+    layer(x)
+    mask = _mask((5, 3), seed=1)
+    layer.set_mask(mask)
+    layer.kernel.assign(np.ones((5, 3), "float32"))
+    np.testing.assert_allclose(layer(x).numpy(), x @ mask + layer.bias.numpy())
+
+
+def test_masked_conv2d_matches_conv2d_on_effective_kernel():
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    masked = ke.MaskedConv2D(5, 3, padding="same")
+    masked(x)
+    mask = _mask(masked.kernel.shape, seed=2)
+    masked.set_mask(mask)
+    plain = keras.layers.Conv2D(5, 3, padding="same")
+    plain(x)
+    plain.set_weights([masked.kernel.numpy() * mask, masked.bias.numpy()])
+    np.testing.assert_allclose(masked(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_mask_is_non_trainable_and_config_round_trips():
+    layer = ke.MaskedDense(7, activation="tanh", use_bias=False, name="m")
+    layer.build((None, 3))
+    assert any(w is layer.mask for w in layer.non_trainable_weights)
+    assert not any(w is layer.mask for w in layer.trainable_weights)
+    clone = ke.MaskedDense.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    conv = ke.MaskedConv2D(4, (3, 2), strides=2)
+    assert ke.MaskedConv2D.from_config(conv.get_config()).get_config() == conv.get_config()
+
+
+@pytest.mark.parametrize("bad", [{"units": 0}, {"units": -3}])
+def test_bad_units(bad):
+    with pytest.raises(ValueError, match=f"units={bad['units']}"):
+        ke.MaskedDense(**bad)
+
+
+def test_bad_mask_shape_and_values():
+    layer = ke.MaskedDense(2)
+    layer.build((None, 3))
+    with pytest.raises(ValueError, match=r"mask.shape=\(2, 3\)"):
+        layer.set_mask(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="0.5"):
+        layer.set_mask(np.full((3, 2), 0.5))
+
+
+def test_keras_file_round_trip_keeps_masks_and_predictions(tmp_path):
+    inputs = keras.Input((6, 6, 2))
+    x = ke.MaskedConv2D(3, 3, activation="relu")(inputs)
+    x = keras.layers.Flatten()(x)
+    x = ke.MaskedDense(8, activation="relu")(x)
+    x = ke.SReLU()(x)
+    outputs = ke.MaskedDense(4)(x)
+    model = ke.MaskedModel(inputs, outputs, track_gradient_flow=False)
+    ke.prune(model, 0.7, seed=3)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, ke.MaskedModel)
+    assert loaded.track_gradient_flow is False
+    for name, mask in ke.get_masks(model).items():
+        np.testing.assert_array_equal(ke.get_masks(loaded)[name], mask)
+    x = np.random.default_rng(0).normal(size=(5, 6, 6, 2)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-6)

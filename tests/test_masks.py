@@ -1,0 +1,115 @@
+import math
+
+import numpy as np
+import pytest
+
+import keras_egf as ke
+from keras_egf import masks as masks_lib
+from keras_egf import sparsity_distributions as sd
+
+
+def _model():
+    return ke.build_mlp((20,), [30, 30], 5, seed=0)
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.99])
+def test_random_masks_keep_an_exact_count_per_layer(sparsity):
+    model = _model()
+    masks = ke.random_masks(model, sparsity, seed=1)
+    for layer in ke.prunable_layers(model):
+        size = int(np.prod(layer.kernel.shape))
+        assert masks[layer.name].sum() == max(1, round((1 - sparsity) * size))
+        assert set(np.unique(masks[layer.name])) <= {0.0, 1.0}
+
+
+def test_same_seed_same_masks_and_other_seed_differs():
+    a = ke.random_masks(_model(), 0.8, seed=7)
+    b = ke.random_masks(_model(), 0.8, seed=7)
+    c = ke.random_masks(_model(), 0.8, seed=8)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    assert any((a[n] != c[n]).any() for n in a)
+
+
+def test_excluded_layer_stays_dense():
+    model = _model()
+    masks = ke.prune(model, 0.9, seed=0, exclude=["output"])
+    assert masks["output"].all()
+    assert ke.active_weights(model)["output"] == 30 * 5
+    assert ke.active_weights(model)["hidden_0"] == round(0.1 * 20 * 30)
+
+
+@pytest.mark.parametrize("bad", [1.2, -0.1, 1.0, float("nan"), "x"])
+def test_bad_sparsity_named(bad):
+    with pytest.raises(ValueError, match=f"sparsity={bad!r}" if not isinstance(bad, float) or not math.isnan(bad) else "sparsity=nan"):
+        ke.random_masks(_model(), bad)
+
+
+def test_unknown_names_list_supported_ones():
+    with pytest.raises(ValueError, match="uniform"):
+        ke.random_masks(_model(), 0.5, distribution="bogus")
+    with pytest.raises(ValueError, match="random"):
+        ke.prune(_model(), 0.5, method="bogus")
+    with pytest.raises(ValueError, match="nope"):
+        ke.random_masks(_model(), 0.5, exclude=["nope"])
+    with pytest.raises(ValueError, match="not masked layers"):
+        ke.apply_masks(_model(), {"nope": np.ones((2, 2))})
+
+
+def test_uniform_distribution_is_pure():
+    shapes = {"a": (10, 10), "b": (10, 2)}
+    assert sd.uniform(shapes, 0.7) == {"a": 0.7, "b": 0.7}
+    assert sd.uniform(shapes, 0.7, exclude=["b"]) == {"a": 0.7, "b": 0.0}
+
+
+def test_erk_reaches_overall_sparsity_and_favours_small_layers():
+    shapes = {"in": (784, 300), "mid": (300, 100), "out": (100, 10)}
+    total = sum(np.prod(s) for s in shapes.values())
+    for sparsity in (0.5, 0.9, 0.98):
+        per = sd.erk(shapes, sparsity)
+        kept = sum((1 - per[n]) * np.prod(s) for n, s in shapes.items())
+        np.testing.assert_allclose(kept, (1 - sparsity) * total, rtol=1e-9)
+        assert per["in"] > per["mid"] > per["out"] or per["out"] == 0.0
+        # Hand check of the ERK density ratio between two non-dense layers.
+        if per["mid"] > 0 and per["in"] > 0:
+            ratio = (1 - per["in"]) / (1 - per["mid"])
+            expected = (sum(shapes["in"]) / np.prod(shapes["in"])) / (
+                sum(shapes["mid"]) / np.prod(shapes["mid"]))
+            np.testing.assert_allclose(ratio, expected, rtol=1e-9)
+    # At 50% the small output layer would need density > 1: it is kept dense.
+    assert sd.erk(shapes, 0.5)["out"] == 0.0
+
+
+def test_erk_masks_on_a_model():
+    model = _model()
+    masks = ke.prune(model, 0.8, distribution="erk", seed=0)
+    counts = ke.active_weights(model)
+    total = sum(np.prod(l.kernel.shape) for l in ke.prunable_layers(model))
+    assert abs(sum(counts.values()) - 0.2 * total) <= len(masks)
+
+
+def test_magnitude_masks_keep_largest_entries():
+    model = _model()
+    layer = ke.prunable_layers(model)[0]
+    kernel = layer.kernel.numpy().copy()
+    masks = ke.prune(model, 0.75, method="magnitude")
+    kept = np.abs(kernel[masks[layer.name] == 1])
+    dropped = np.abs(kernel[masks[layer.name] == 0])
+    assert kept.min() >= dropped.max()
+    assert masks[layer.name].sum() == 150
+
+
+def test_register_pruning_method():
+    def all_but_first(model, sparsity, distribution, seed, exclude):
+        out = {}
+        for l in masks_lib.masked_layers(model):
+            m = np.ones(l.kernel.shape, "float32")
+            m.flat[0] = 0
+            out[l.name] = m
+        return out
+
+    ke.register_pruning_method("all_but_first", all_but_first)
+    assert "all_but_first" in ke.all_pruning_method_names()
+    model = _model()
+    ke.prune(model, 0.0, method="all_but_first")
+    assert ke.prunable_layers(model)[0].kernel.numpy().flat[0] == 0.0

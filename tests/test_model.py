@@ -1,0 +1,167 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_egf as ke
+
+OPTIMIZERS = {
+    "sgd": lambda: keras.optimizers.SGD(0.1),
+    "momentum": lambda: keras.optimizers.SGD(0.1, momentum=0.9),
+    "adagrad": lambda: keras.optimizers.Adagrad(0.1),
+    "rmsprop": lambda: keras.optimizers.RMSprop(0.01),
+    "adam": lambda: keras.optimizers.Adam(0.01),
+    "adamw": lambda: keras.optimizers.AdamW(0.01, weight_decay=0.5),
+}
+
+
+def _data(n=64, d=12, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype("float32"), rng.integers(0, k, n)
+
+
+def _sparse_mlp(seed=0, **options):
+    model = ke.build_mlp((12,), [16, 16], 3, activation="relu", seed=seed,
+                         **options)
+    ke.prune(model, 0.8, seed=seed)
+    return model
+
+
+def _loss():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+class RecordingOptimizerGradients:
+    """Records the gradients the optimizer receives (eager steps)."""
+
+    def __init__(self, optimizer):
+        self.grads = []
+        original = optimizer.apply_gradients
+
+        def apply_gradients(grads_and_vars, *args, **kwargs):
+            grads_and_vars = list(grads_and_vars)
+            self.grads.append({v.path: np.array(g) for g, v in grads_and_vars})
+            return original(grads_and_vars, *args, **kwargs)
+
+        optimizer.apply_gradients = apply_gradients
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_masked_weights_and_gradients_stay_zero_for_50_steps(name):
+    model = _sparse_mlp()
+    optimizer = OPTIMIZERS[name]()
+    model.compile(optimizer=optimizer, loss=_loss(), run_eagerly=True)
+    recorder = RecordingOptimizerGradients(optimizer)
+    x, y = _data(n=50 * 8)
+    before = {l.name: l.kernel.numpy().copy() for l in ke.prunable_layers(model)}
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert len(recorder.grads) == 50
+    for layer in ke.prunable_layers(model):
+        mask = layer.mask.numpy()
+        kernel = layer.kernel.numpy()
+        assert np.all(kernel[mask == 0] == 0.0), name
+        assert not np.allclose(kernel[mask == 1], before[layer.name][mask == 1])
+        for step in recorder.grads:
+            assert np.all(step[layer.kernel.path][mask == 0] == 0.0)
+        # The optimizer state of pruned entries stays zero too.
+        for var in optimizer.variables:
+            if var.shape == kernel.shape and layer.name in var.path and \
+                    "accumulator" not in var.path:
+                assert np.all(var.numpy()[mask == 0] == 0.0), var.path
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("mask_product", ["identity", "straight_through"])
+def test_compiled_training_keeps_masked_weights_zero(jit_compile, mask_product):
+    model = _sparse_mlp(mask_product=mask_product)
+    model.compile(optimizer=OPTIMIZERS["adamw"](), loss=_loss(),
+                  jit_compile=jit_compile, metrics=["accuracy"])
+    x, y = _data(n=256)
+    history = model.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    for layer in ke.prunable_layers(model):
+        assert np.all(layer.kernel.numpy()[layer.mask.numpy() == 0] == 0.0)
+    for key in ("gf_1", "gf_2", "egf_1", "egf_2", "loss", "accuracy"):
+        assert len(history.history[key]) == 3
+        assert np.all(np.isfinite(history.history[key]))
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "accuracy"}
+    assert model.predict(x, verbose=0).shape == (256, 3)
+
+
+def _reference_measures(twin, weights, x, y):
+    """gf/egf of one step from a plain-Dense twin holding effective weights."""
+    twin.set_weights(weights["effective"])
+    kernels = [l.kernel for l in twin.layers if isinstance(l, keras.layers.Dense)]
+    with tf.GradientTape() as tape:
+        loss = _loss()(y, twin(x, training=True))
+    grads = [g.numpy().astype(np.float64) for g in tape.gradient(loss, kernels)]
+    masks = weights["masks"]
+    flat = np.concatenate([g.ravel() for g in grads])
+    return {
+        "gf_1": np.abs(flat).sum(),
+        "gf_2": np.sqrt((flat**2).sum()),
+        "egf_1": np.mean([np.abs(g * m).sum() for g, m in zip(grads, masks)]),
+        "egf_2": np.mean([np.sqrt(((g * m) ** 2).sum()) for g, m in zip(grads, masks)]),
+    }
+
+
+@pytest.mark.parametrize("mask_product", ["identity", "straight_through"])
+def test_history_matches_independent_per_step_recomputation(mask_product):
+    model = _sparse_mlp(seed=4, mask_product=mask_product)
+    twin = ke.build_mlp((12,), [16, 16], 3, masked=False, seed=9)
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=_loss())
+    x, y = _data(n=96, seed=5)
+    batch = 16
+    per_step = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_train_batch_begin(self, step, logs=None):
+            layers = ke.prunable_layers(model)
+            weights = {
+                "effective": [w for l in layers for w in
+                              (l.kernel.numpy() * l.mask.numpy(), l.bias.numpy())],
+                "masks": [l.mask.numpy() for l in layers],
+            }
+            sl = slice(step * batch, (step + 1) * batch)
+            per_step.append(_reference_measures(twin, weights, x[sl], y[sl]))
+
+    history = model.fit(x, y, batch_size=batch, epochs=1, shuffle=False,
+                        verbose=0, callbacks=[Snapshot()])
+    assert len(per_step) == 6
+    for key in ("gf_1", "gf_2", "egf_1", "egf_2"):
+        expected = np.mean([s[key] for s in per_step])
+        np.testing.assert_allclose(history.history[key][0], expected, rtol=1e-5)
+    # Pruned positions carry gradient: gf_1 > L * EGF_1 on a sparse model.
+    assert history.history["gf_1"][0] > 3 * history.history["egf_1"][0] * 1.5
+
+
+def test_dense_model_reports_egf1_equal_gf1_over_layers():
+    model = ke.build_mlp((12,), [16, 16], 3, masked=False, seed=1)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=_loss())
+    x, y = _data(n=32)
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    np.testing.assert_allclose(history.history["egf_1"][0],
+                               history.history["gf_1"][0] / 3, rtol=1e-5)
+
+
+def test_wrap_sequential_model_and_track_off():
+    seq = keras.Sequential([keras.Input((12,)), ke.MaskedDense(8, activation="relu"),
+                            ke.MaskedDense(3)])
+    model = ke.MaskedModel.wrap(seq, track_gradient_flow=False)
+    ke.prune(model, 0.5, seed=0)
+    model.compile(optimizer="adam", loss=_loss())
+    history = model.fit(*_data(n=32), epochs=1, verbose=0)
+    assert "egf_1" not in history.history
+    assert all(np.all(l.kernel.numpy()[l.mask.numpy() == 0] == 0)
+               for l in ke.prunable_layers(model))
+    with pytest.raises(ValueError, match="mask_product='bogus'"):
+        ke.MaskedModel.wrap(seq, mask_product="bogus")
+
+
+def test_fit_reestablishes_zero_kernel_after_direct_assignment():
+    model = _sparse_mlp()
+    layer = ke.prunable_layers(model)[0]
+    layer.kernel.assign(np.ones(layer.kernel.shape, "float32"))
+    model.compile(optimizer="sgd", loss=_loss())
+    model.fit(*_data(n=16), epochs=1, verbose=0)
+    assert np.all(layer.kernel.numpy()[layer.mask.numpy() == 0] == 0.0)
