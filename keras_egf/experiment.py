@@ -1,0 +1,288 @@
+"""One SC-SDC comparison: build the same-capacity pair, train both models on
+the same data order with EGF tracking, evaluate, and write results.
+
+Shared by the training binary (trainers/train.py) and the sweep, so both run
+one code path. `run_comparison(config, output_dir)` returns the results dict
+it also writes atomically to `output_dir/results.json`.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+
+import numpy as np
+
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
+REGULARIZERS = ("l2", "da", "sc", "bn")
+MODEL_CHOICES = ("both", "sparse", "dense")
+PRUNING_METHODS = ("random",)
+EGF_DATA = ("train", "test")
+
+
+@dataclasses.dataclass
+class ComparisonConfig:
+    """Everything that defines one sparse-vs-dense comparison."""
+    dataset: str = "mnist5k"
+    optimizer: str = "adam"
+    learning_rate: float = 0.001
+    regularizers: tuple = ()
+    weight_decay: float = 5e-4
+    depth: int = 1
+    dense_width: int = 308
+    sparse_width_multiplier: float = 2.0
+    activation: str = "relu"
+    epochs: int = 5
+    batch_size: int = 128
+    seed: int = 0
+    pruning: str = "random"
+    egf_points: int = 5
+    egf_batches: int = 4
+    egf_data: str = "train"
+    data_dir: str = None
+    jit_compile: bool = False
+    models: str = "both"
+
+    def validate(self):
+        """Raises ValueError naming the first bad field and its value."""
+        from keras_egf import architectures, data
+
+        def bad(name, why):
+            raise ValueError(f"{name}={getattr(self, name)!r}: {why}")
+
+        def choice(name, options):
+            if getattr(self, name) not in options:
+                bad(name, f"must be one of {list(options)}")
+
+        def positive_int(name):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                bad(name, "must be an integer >= 1")
+
+        choice("dataset", sorted(data.DATASETS))
+        choice("optimizer", OPTIMIZERS)
+        choice("activation", architectures.ACTIVATIONS)
+        choice("pruning", PRUNING_METHODS)
+        choice("models", MODEL_CHOICES)
+        choice("egf_data", EGF_DATA)
+        self.regularizers = tuple(r for r in self.regularizers if r)
+        for r in self.regularizers:
+            if r not in REGULARIZERS:
+                raise ValueError(
+                    f"regularizers={','.join(self.regularizers)!r}: unknown "
+                    f"regularizer {r!r}; use a comma list of {list(REGULARIZERS)}")
+        lr = self.learning_rate
+        if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            bad("learning_rate", "must be a finite number > 0")
+        wd = self.weight_decay
+        if not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
+            bad("weight_decay", "must be a finite number >= 0")
+        for name in ("depth", "dense_width", "epochs", "batch_size",
+                     "egf_points", "egf_batches"):
+            positive_int(name)
+        m = self.sparse_width_multiplier
+        if not isinstance(m, (int, float)) or not math.isfinite(m) or m < 1:
+            bad("sparse_width_multiplier", "must be a finite number >= 1")
+        if self.egf_points > self.epochs:
+            bad("egf_points", f"must be <= epochs={self.epochs}")
+        return self
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["regularizers"] = list(self.regularizers)
+        return d
+
+
+def make_optimizer(name, learning_rate, weight_decay=0.0):
+    """A Keras optimizer by grid name (momentum = SGD with momentum 0.9)."""
+    import keras
+
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate)
+    if name == "momentum":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    if name == "adagrad":
+        return keras.optimizers.Adagrad(learning_rate)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+    raise ValueError(f"Unknown optimizer {name!r}. Supported: {list(OPTIMIZERS)}")
+
+
+def versions():
+    """Versions of what a result depends on."""
+    import keras
+    import tensorflow as tf
+
+    import keras_egf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "keras_egf": keras_egf.__version__,
+            "numpy": np.__version__, "platform": platform.platform()}
+
+
+def finite_or_none(value):
+    """JSON-safe number: NaN/Inf become None."""
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json_atomic(path, obj):
+    """Writes JSON to a temp file in the same folder, then renames it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(finite_or_none(obj), f, indent=2, sort_keys=True,
+                      allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def check_output_dir(output_dir):
+    """Creates `output_dir` and checks it is writable (ValueError if not)."""
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=output_dir)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(
+            f"output_dir={output_dir!r}: cannot be written ({e.strerror or e})"
+        ) from None
+
+
+def _build_pair(config, ds):
+    from keras_egf.capacity import same_capacity_pair
+
+    regs = set(config.regularizers)
+    return same_capacity_pair(
+        ds.input_shape, [config.dense_width] * config.depth, ds.num_classes,
+        config.sparse_width_multiplier, activation=config.activation,
+        seed=config.seed, batch_norm="bn" in regs,
+        skip_connections="sc" in regs,
+        weight_decay=config.weight_decay if "l2" in regs else 0.0)
+
+
+def _train_one(name, model, config, output_dir, verbose):
+    import keras
+    import tensorflow as tf
+
+    from keras_egf import callbacks as cb
+    from keras_egf import data
+    from keras_egf.capacity import active_weights
+    from keras_egf.layers import prunable_layers
+
+    keras.utils.set_random_seed(config.seed)
+    ds = data.make_datasets(
+        config.dataset, batch_size=config.batch_size, seed=config.seed,
+        data_dir=config.data_dir, augment="da" in config.regularizers)
+    fixed = data.make_datasets(config.dataset, batch_size=config.batch_size,
+                               seed=config.seed, data_dir=config.data_dir)
+    source = fixed.train if config.egf_data == "train" else fixed.test
+    egf_batches = list(source.take(config.egf_batches))
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, config.learning_rate,
+                                 config.weight_decay),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"], jit_compile=config.jit_compile)
+    log_dir = os.path.join(output_dir, "tensorboard", name)
+    egf = cb.EGFCallback(egf_batches, config.epochs, config.egf_points,
+                         log_dir=os.path.join(log_dir, "egf"))
+    divergence = cb.DivergenceMonitor()
+    callbacks = [divergence, egf,
+                 keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
+    if verbose:
+        print(f"--- training the {name} model "
+              f"({sum(active_weights(model).values())} active kernel weights)")
+    start = time.perf_counter()
+    history = model.fit(ds.train, epochs=config.epochs, callbacks=callbacks,
+                        verbose=verbose, shuffle=False)  # shuffled by tf.data
+    train_time = time.perf_counter() - start
+    result = {
+        "active_weights": dict(active_weights(model)),
+        "widths": [int(l.kernel.shape[-1]) for l in prunable_layers(model)],
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "egf_points": egf.points,
+        "average": egf.average,
+        "diverged": divergence.diverged,
+        "diverged_epoch": divergence.epoch,
+        "epochs_run": len(history.history.get("loss", [])),
+        "train_time_s": train_time,
+    }
+    if divergence.diverged:
+        result.update(test_loss=None, test_accuracy=None)
+    else:
+        start = time.perf_counter()
+        logs = model.evaluate(ds.test, verbose=0, return_dict=True)
+        result.update(test_loss=float(logs["loss"]),
+                      test_accuracy=float(logs["accuracy"]),
+                      eval_time_s=time.perf_counter() - start)
+        if not math.isfinite(result["test_loss"]):
+            result.update(diverged=True, diverged_epoch=result["epochs_run"] - 1,
+                          test_loss=None, test_accuracy=None)
+    return result
+
+
+def run_comparison(config, output_dir, verbose=1, plot=True):
+    """Runs one SC-SDC comparison and writes results.json (+ PNG, TB logs)."""
+    import tensorflow as tf
+
+    from keras_egf import data
+
+    config.validate()
+    check_output_dir(output_dir)
+    tf.config.experimental.enable_op_determinism()
+    import keras
+    keras.utils.set_random_seed(config.seed)
+    ds = data.make_datasets(config.dataset, batch_size=config.batch_size,
+                            seed=config.seed, data_dir=config.data_dir)
+    pair = _build_pair(config, ds)
+    names = ("sparse", "dense") if config.models == "both" else (config.models,)
+    start = time.perf_counter()
+    results = {"config": config.to_dict(), "versions": versions(),
+               "dataset": {"num_train": ds.num_train, "num_test": ds.num_test,
+                           "input_shape": list(ds.input_shape),
+                           "num_classes": ds.num_classes},
+               "models": {}}
+    for name in names:
+        model = pair.sparse if name == "sparse" else pair.dense
+        results["models"][name] = _train_one(name, model, config, output_dir,
+                                             verbose)
+    results["wall_time_s"] = time.perf_counter() - start
+    write_json_atomic(os.path.join(output_dir, "results.json"), results)
+    if plot:
+        from keras_egf.plots import plot_comparison
+        plot_comparison(results, os.path.join(output_dir, "comparison.png"))
+    return finite_or_none(results)
+
+
+def summary_line(results):
+    """One line: each model's test accuracy and average EGF."""
+    parts = []
+    for name, r in results["models"].items():
+        if r.get("diverged"):
+            parts.append(f"{name}: diverged at epoch {r['diverged_epoch']}")
+            continue
+        avg = r.get("average") or {}
+        parts.append(f"{name}: test acc {r['test_accuracy']:.4f}, loss "
+                     f"{r['test_loss']:.4f}, avg EGF_2 {avg.get('egf_2', float('nan')):.4g}")
+    return " | ".join(parts)

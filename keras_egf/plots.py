@@ -1,0 +1,44 @@
+"""Figures: a sparse-vs-dense comparison of accuracy and gradient flow."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLORS = {"sparse": "tab:red", "dense": "tab:blue"}
+
+
+def plot_comparison(results, path):
+    """PNG with training accuracy, per-step EGF_2 and fixed-batch EGF points."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for name, r in results["models"].items():
+        h, color = r["history"], COLORS.get(name)
+        epochs = range(len(h.get("accuracy", [])))
+        label = name
+        if r.get("test_accuracy") is not None:
+            label += f" (test acc {r['test_accuracy']:.3f})"
+        axes[0].plot(epochs, h.get("accuracy", []), color=color, label=label)
+        axes[1].plot(epochs, h.get("egf_2", []), color=color, label=f"{name} EGF_2")
+        axes[1].plot(epochs, h.get("gf_2", []), color=color, ls="--",
+                     label=f"{name} gf_2")
+        pts = r.get("egf_points", [])
+        axes[2].plot([p["epoch"] for p in pts], [p["egf_2"] for p in pts],
+                     "o-", color=color, label=f"{name} EGF_2")
+        axes[2].plot([p["epoch"] for p in pts], [p["egf_1"] for p in pts],
+                     "s:", color=color, label=f"{name} EGF_1")
+    axes[0].set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
+    axes[1].set(title="Gradient flow per training step (epoch mean)",
+                xlabel="epoch", yscale="log")
+    axes[2].set(title="EGF on the fixed batch set", xlabel="epoch", yscale="log")
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    c = results["config"]
+    fig.suptitle(f"SC-SDC on {c['dataset']}: {c['optimizer']} lr={c['learning_rate']}, "
+                 f"{c['activation']}, depth {c['depth']}, dense width "
+                 f"{c['dense_width']}, sparse x{c['sparse_width_multiplier']}, "
+                 f"regularizers {','.join(c['regularizers']) or 'none'}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

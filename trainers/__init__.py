@@ -1,0 +1,1 @@
+"""absl-flag binaries of keras-egf."""
