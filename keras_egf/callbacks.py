@@ -132,11 +132,19 @@ class EGFCallback(keras.callbacks.Callback):
 
 
 class DivergenceMonitor(keras.callbacks.Callback):
-    """Stops training when the loss becomes NaN or Inf and records where."""
+    """Stops training when the loss becomes NaN, Inf or exceeds `max_loss`.
 
-    def __init__(self):
+    Records the epoch and batch in `epoch`, `batch` and why in `reason`.
+    `max_loss` (default 1e6, far above any cross-entropy of a trained or
+    freshly initialised classifier) catches runs whose loss explodes to huge
+    finite values and then stalls with dead units instead of reaching NaN.
+    """
+
+    def __init__(self, max_loss=1e6):
         super().__init__()
+        self.max_loss = max_loss
         self.diverged = False
+        self.reason = None
         self.epoch = None
         self.batch = None
         self._epoch = 0
@@ -146,6 +154,15 @@ class DivergenceMonitor(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.diverged, self.epoch, self.batch = True, self._epoch, batch
-            self.model.stop_training = True
+        if loss is None:
+            return
+        loss = float(loss)
+        if not math.isfinite(loss):
+            reason = f"loss {loss}"
+        elif self.max_loss is not None and loss > self.max_loss:
+            reason = f"loss {loss:.3g} > max_loss {self.max_loss:g}"
+        else:
+            return
+        self.diverged, self.reason = True, reason
+        self.epoch, self.batch = self._epoch, batch
+        self.model.stop_training = True

@@ -157,6 +157,16 @@ def write_json_atomic(path, obj):
         raise
 
 
+def mask_digests(model):
+    """{layer name: sha256 of its mask bytes} for masked layers."""
+    import hashlib
+
+    from keras_egf.masks import get_masks
+
+    return {name: hashlib.sha256(np.ascontiguousarray(m).tobytes()).hexdigest()
+            for name, m in get_masks(model).items()}
+
+
 def check_output_dir(output_dir):
     """Creates `output_dir` and checks it is writable (ValueError if not)."""
     try:
@@ -220,11 +230,13 @@ def _train_one(name, model, config, output_dir, verbose):
     result = {
         "active_weights": dict(active_weights(model)),
         "widths": [int(l.kernel.shape[-1]) for l in prunable_layers(model)],
+        "mask_sha256": mask_digests(model),
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         "egf_points": egf.points,
         "average": egf.average,
         "diverged": divergence.diverged,
         "diverged_epoch": divergence.epoch,
+        "diverged_reason": divergence.reason,
         "epochs_run": len(history.history.get("loss", [])),
         "train_time_s": train_time,
     }

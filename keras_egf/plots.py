@@ -30,6 +30,10 @@ def plot_comparison(results, path):
     axes[1].set(title="Gradient flow per training step (epoch mean)",
                 xlabel="epoch", yscale="log")
     axes[2].set(title="EGF on the fixed batch set", xlabel="epoch", yscale="log")
+    for ax in axes[1:]:
+        if not any(v > 0 for line in ax.get_lines() for v in line.get_ydata()
+                   if v == v):
+            ax.set_yscale("linear")  # nothing positive to log-scale
     for ax in axes:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

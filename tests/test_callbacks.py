@@ -1,0 +1,103 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import keras_egf as ke
+from keras_egf import callbacks as cb
+
+
+@pytest.mark.parametrize("epochs, points, expected", [
+    (1000, 11, [0, 99, 199, 299, 399, 499, 599, 699, 799, 899, 999]),
+    (5, 5, [0, 1, 2, 3, 4]),
+    (1, 1, [0]),
+    (10, 1, [9]),
+])
+def test_evaluation_epochs(epochs, points, expected):
+    assert cb.evaluation_epochs(epochs, points) == expected
+
+
+@pytest.mark.parametrize("epochs, points", [(10, 11), (5, 0), (0, 1)])
+def test_evaluation_epochs_errors(epochs, points):
+    with pytest.raises(ValueError, match="num_points|epochs"):
+        cb.evaluation_epochs(epochs, points)
+
+
+def _setup(seed=0):
+    model = ke.build_mlp((10,), [12], 3, seed=seed)
+    ke.prune(model, 0.7, seed=seed)
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(64, 10)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 48, 16)]
+    return model, x, y, batches
+
+
+def _independent(model, batches):
+    """Plain-Dense twin with the effective weights; mean-loss gradient."""
+    layers = ke.prunable_layers(model)
+    twin = ke.build_mlp((10,), [12], 3, masked=False)
+    twin.set_weights([w for l in layers for w in
+                      (l.kernel.numpy() * l.mask.numpy(), l.bias.numpy())])
+    kernels = [l.kernel for l in ke.prunable_layers(twin)]
+    n = sum(len(b[1]) for b in batches)
+    total = [np.zeros(k.shape) for k in kernels]
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for x, y in batches:
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, twin(x))
+        for i, g in enumerate(tape.gradient(loss, kernels)):
+            total[i] += g.numpy().astype(np.float64) * len(y) / n
+    masks = [l.mask.numpy() for l in layers]
+    flat = np.concatenate([g.ravel() for g in total])
+    return {"gf_1": np.abs(flat).sum(), "gf_2": np.sqrt((flat ** 2).sum()),
+            "egf_1": np.mean([np.abs(g * m).sum() for g, m in zip(total, masks)]),
+            "egf_2": np.mean([np.linalg.norm((g * m).ravel()) for g, m in zip(total, masks)])}
+
+
+def test_callback_values_match_independent_recomputation(tmp_path):
+    model, x, y, batches = _setup()
+    expected = []
+
+    class Expect(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch in (0, 2, 4):
+                expected.append(_independent(model, batches))
+
+    egf = cb.EGFCallback(batches, epochs=5, num_points=3, log_dir=str(tmp_path))
+    history = model.fit(x, y, batch_size=16, epochs=5, verbose=0,
+                        callbacks=[Expect(), egf])
+    assert [p["epoch"] for p in egf.points] == [0, 2, 4]
+    for point, exp in zip(egf.points, expected):
+        for m in cb.MEASURES:
+            np.testing.assert_allclose(point[m], exp[m], rtol=1e-5)
+    for m in cb.MEASURES:
+        np.testing.assert_allclose(egf.average[m], np.mean([e[m] for e in expected]),
+                                   rtol=1e-5)
+    assert len(history.history["eval_egf_2"]) == 3
+    # Pruned positions carry gradient: plain gf_1 exceeds L * EGF_1.
+    assert egf.points[0]["gf_1"] > 2 * egf.points[0]["egf_1"]
+    # TensorBoard: egf scalars at exactly those steps.
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    tags = acc.Tags()["tensors"] + acc.Tags()["scalars"]
+    assert "egf/egf_2" in tags and "egf_layers/hidden_0/egf_2" in tags
+    events = (acc.Tensors("egf/egf_2") if "egf/egf_2" in acc.Tags()["tensors"]
+              else acc.Scalars("egf/egf_2"))
+    assert [e.step for e in events] == [0, 2, 4]
+    values = [float(tf.make_ndarray(e.tensor_proto)) if hasattr(e, "tensor_proto")
+              else e.value for e in events]
+    np.testing.assert_allclose(values, [p["egf_2"] for p in egf.points], rtol=1e-6)
+
+
+def test_divergence_monitor_stops_on_nan():
+    model, x, y, _ = _setup()
+    model.compile(optimizer=keras.optimizers.SGD(1e6),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    monitor = cb.DivergenceMonitor()
+    history = model.fit(x, y, batch_size=8, epochs=20, verbose=0, callbacks=[monitor])
+    assert monitor.diverged and monitor.epoch is not None
+    assert len(history.history["loss"]) == monitor.epoch + 1 < 20

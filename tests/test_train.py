@@ -1,0 +1,172 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from keras_egf import experiment
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--dataset=mnist5k", "--dense_width=12", "--sparse_width_multiplier=2",
+        "--epochs=2", "--egf_points=2", "--egf_batches=2", "--batch_size=256",
+        "--verbose=0"]
+
+
+def _tiny_config(**kw):
+    base = dict(dataset="mnist5k", dense_width=12, sparse_width_multiplier=2,
+                epochs=2, egf_points=2, egf_batches=2, batch_size=256, seed=3)
+    base.update(kw)
+    return experiment.ComparisonConfig(**base)
+
+
+def _train(args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "trainers.train", *args],
+                          cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    proc = _train(["--flagfile=configs/quickstart.flags", *TINY,
+                   "--regularizers=bn,l2", f"--output_dir={out}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_binary_end_to_end_writes_results_and_png(finished_run):
+    out, proc = finished_run
+    results = json.loads((out / "results.json").read_text())
+    sparse, dense = results["models"]["sparse"], results["models"]["dense"]
+    assert sparse["active_weights"] == dense["active_weights"]
+    assert list(sparse["active_weights"]) == ["hidden_0", "output"]
+    assert sparse["active_weights"]["hidden_0"] == 784 * 12
+    assert sparse["widths"] == [24, 10] and dense["widths"] == [12, 10]
+    for r in (sparse, dense):
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["diverged"] is False
+        assert [p["epoch"] for p in r["egf_points"]] == [0, 1]
+        assert set(r["average"]) == {"gf_1", "gf_2", "egf_1", "egf_2"}
+    assert results["config"]["regularizers"] == ["bn", "l2"]
+    assert "tensorflow" in results["versions"]
+    png = out / "comparison.png"
+    assert png.stat().st_size > 10_000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "SC-SDC mnist5k: sparse: test acc" in proc.stdout
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tensorboard_serves_egf_series(finished_run):
+    out, _ = finished_run
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir",
+         str(out / "tensorboard"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        tags = None
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{base}/data/plugin/scalars/tags", timeout=5) as r:
+                    tags = json.load(r)
+                if tags:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert tags, "tensorboard did not answer"
+        for model in ("sparse", "dense"):
+            assert "egf/egf_2" in tags[f"{model}/egf"]
+            assert "epoch_egf_1" in tags[f"{model}/train"]
+            for run, tag, n in ((f"{model}/egf", "egf/egf_2", 2),
+                                (f"{model}/egf", "egf/gf_1", 2),
+                                (f"{model}/train", "epoch_gf_2", 2)):
+                q = urllib.parse.urlencode({"run": run, "tag": tag})
+                with urllib.request.urlopen(f"{base}/data/plugin/scalars/scalars?{q}", timeout=10) as r:
+                    series = json.load(r)
+                assert [s[1] for s in series] == list(range(n)), (run, tag)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("optimizer", "adamax"), ("dataset", "mnist"), ("activation", "tanh"),
+    ("regularizers", "dropout"), ("learning_rate", "0"), ("learning_rate", "nan"),
+    ("depth", "0"), ("egf_points", "9"),
+])
+def test_invalid_flags_exit_with_one_line_naming_them(flag, value):
+    proc = _train([*TINY, f"--{flag}={value}", "--output_dir=/tmp/never"])
+    assert proc.returncode != 0
+    # (TensorFlow's C++ start-up lines may precede it on stderr.)
+    named = [l for l in proc.stderr.splitlines() if f"--{flag}" in l and value in l]
+    assert len(named) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = _train([*TINY, f"--output_dir={blocker}/sub"])
+    assert proc.returncode != 0
+    assert "output_dir=" in proc.stderr and str(blocker) in proc.stderr
+
+
+def test_same_seed_same_masks_and_metrics(tmp_path):
+    a = experiment.run_comparison(_tiny_config(), str(tmp_path / "a"), verbose=0,
+                                  plot=False)
+    b = experiment.run_comparison(_tiny_config(), str(tmp_path / "b"), verbose=0,
+                                  plot=False)
+    for name in ("sparse", "dense"):
+        ra, rb = a["models"][name], b["models"][name]
+        assert ra["mask_sha256"] == rb["mask_sha256"]
+        for key in ("test_loss", "test_accuracy", "history", "egf_points", "average"):
+            assert ra[key] == rb[key], (name, key)
+    c = experiment.run_comparison(_tiny_config(seed=4), str(tmp_path / "c"),
+                                  verbose=0, plot=False)
+    assert c["models"]["sparse"]["mask_sha256"] != a["models"]["sparse"]["mask_sha256"]
+
+
+def test_divergence_is_recorded_not_crashed(tmp_path):
+    out = tmp_path / "nan"
+    results = experiment.run_comparison(
+        _tiny_config(optimizer="sgd", learning_rate=1e3, models="sparse"),
+        str(out), verbose=0)
+    text = (out / "results.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    sparse = json.loads(text)["models"]["sparse"]
+    assert sparse["diverged"] is True and sparse["diverged_epoch"] == 0
+    assert sparse["test_accuracy"] is None
+    assert results["models"]["sparse"]["diverged"] is True
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="sparse_width_multiplier=0.5"):
+        _tiny_config(sparse_width_multiplier=0.5).validate()
+    with pytest.raises(ValueError, match="regularizers="):
+        _tiny_config(regularizers=("l2", "x")).validate()
+
+
+def test_results_json_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    experiment.write_json_atomic(str(path), {"a": 1})
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(experiment.json, "dump", boom)
+    with pytest.raises(RuntimeError):
+        experiment.write_json_atomic(str(path), {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
