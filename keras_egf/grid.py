@@ -1,0 +1,138 @@
+"""Experiment grids as data (JSON files in configs/grids/), validated before
+any training.
+
+A grid file:
+    {"name": "smoke",
+     "fixed": {"dataset": "mnist5k", "epochs": 3, ...},   # ComparisonConfig fields
+     "grid":  {"optimizer": ["sgd", "adam"], "regularizers": ["NR", "BN"], ...},
+     "objective": "sparse_test_accuracy"}               # optional
+Every key of "fixed" and "grid" is a ComparisonConfig field; every "grid"
+value is a non-empty list. Regularizers are written as in the paper: "NR",
+"L2", "DA", "SC", "BN" or combinations such as "DA_BN".
+"""
+
+import dataclasses
+import itertools
+import json
+
+from keras_egf.experiment import ComparisonConfig
+
+TOP_LEVEL_KEYS = ("name", "fixed", "grid", "objective")
+OBJECTIVES = ("sparse_test_accuracy", "dense_test_accuracy",
+              "sparse_minus_dense_accuracy")
+_FIELDS = {f.name: f for f in dataclasses.fields(ComparisonConfig)}
+_TYPES = {"dataset": str, "optimizer": str, "learning_rate": float,
+          "regularizers": str, "weight_decay": float, "depth": int,
+          "dense_width": int, "sparse_width_multiplier": float,
+          "activation": str, "epochs": int, "batch_size": int, "seed": int,
+          "pruning": str, "egf_points": int, "egf_batches": int,
+          "egf_data": str, "data_dir": str, "jit_compile": bool, "models": str}
+
+
+def parse_regularizers(label):
+    """"NR" or "" -> (); "DA_BN" -> ("da", "bn")."""
+    label = label.strip()
+    if label.upper() in ("", "NR", "NONE"):
+        return ()
+    return tuple(part.lower() for part in label.split("_"))
+
+
+def regularizer_label(regularizers):
+    """() -> "NR"; ("da", "bn") -> "DA_BN"."""
+    return "_".join(r.upper() for r in regularizers) or "NR"
+
+
+def _check_value(key, value, where):
+    expected = _TYPES[key]
+    ok = isinstance(value, expected) and not (
+        expected is not bool and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if key == "data_dir" and value is None:
+        ok = True
+    if not ok:
+        raise ValueError(
+            f"{where}.{key}: expected {expected.__name__}, got "
+            f"{type(value).__name__} {value!r}")
+
+
+@dataclasses.dataclass
+class Grid:
+    """A validated grid: fixed settings and axes to sweep."""
+    name: str
+    fixed: dict
+    axes: dict
+    objective: str = "sparse_test_accuracy"
+
+    def size(self):
+        n = 1
+        for values in self.axes.values():
+            n *= len(values)
+        return n
+
+    def config(self, values):
+        """ComparisonConfig for one grid point (dict axis -> value)."""
+        settings = {**self.fixed, **values}
+        if "regularizers" in settings:
+            settings["regularizers"] = parse_regularizers(settings["regularizers"])
+        return ComparisonConfig(**settings).validate()
+
+    def points(self):
+        """Every grid point as a dict axis -> value, in grid order."""
+        keys = list(self.axes)
+        return [dict(zip(keys, combo))
+                for combo in itertools.product(*(self.axes[k] for k in keys))]
+
+
+def parse_grid(spec, source="grid"):
+    """Validates a grid dict; raises ValueError naming the bad key."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{source}: top level must be a JSON object")
+    for key in spec:
+        if key not in TOP_LEVEL_KEYS:
+            raise ValueError(f"{source}: unknown key {key!r}; allowed: {list(TOP_LEVEL_KEYS)}")
+    for key in ("name", "grid"):
+        if key not in spec:
+            raise ValueError(f"{source}: missing key {key!r}")
+    if not isinstance(spec["name"], str) or not spec["name"]:
+        raise ValueError(f"{source}.name: expected a non-empty string")
+    fixed = spec.get("fixed", {})
+    axes = spec["grid"]
+    for part, mapping in (("fixed", fixed), ("grid", axes)):
+        if not isinstance(mapping, dict):
+            raise ValueError(f"{source}.{part}: expected an object")
+        for key in mapping:
+            if key not in _FIELDS:
+                raise ValueError(f"{source}.{part}: unknown key {key!r}; "
+                                 f"allowed: {sorted(_FIELDS)}")
+    for key, value in fixed.items():
+        _check_value(key, value, f"{source}.fixed")
+    for key, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{source}.grid.{key}: expected a non-empty list")
+        if key in fixed:
+            raise ValueError(f"{source}.grid.{key}: also set in fixed")
+        for value in values:
+            _check_value(key, value, f"{source}.grid")
+    objective = spec.get("objective", "sparse_test_accuracy")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"{source}.objective: {objective!r} is not one of {list(OBJECTIVES)}")
+    grid = Grid(spec["name"], dict(fixed), dict(axes), objective)
+    for point in grid.points():  # every point must be a valid config
+        try:
+            grid.config(point)
+        except ValueError as e:
+            raise ValueError(f"{source}: grid point {point}: {e}") from None
+    return grid
+
+
+def load_grid(path):
+    """Reads and validates a grid JSON file."""
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+    except OSError as e:
+        raise ValueError(f"grid={path!r}: cannot be read ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"grid={path!r}: invalid JSON ({e})") from None
+    return parse_grid(spec, source=str(path))

@@ -1,0 +1,73 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_egf import grid as grid_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_shipped_grids_are_valid():
+    smoke = grid_lib.load_grid(os.path.join(ROOT, "configs/grids/smoke.json"))
+    assert smoke.size() == 12
+    paper = grid_lib.load_grid(os.path.join(ROOT, "configs/grids/paper_fashion_mnist.json"))
+    assert paper.size() == 5 * 10 * 3 * 5 * 6 * 2
+    config = paper.config({"optimizer": "adam", "regularizers": "DA_L2_SC_BN",
+                           "depth": 2, "dense_width": 308, "activation": "srelu",
+                           "learning_rate": 0.1})
+    assert config.regularizers == ("da", "l2", "sc", "bn")
+
+
+@pytest.mark.parametrize("spec, named", [
+    ({"name": "x", "grid": {"optimizer": ["adam"]}, "bogus": 1}, "'bogus'"),
+    ({"name": "x", "grid": {"optimiser": ["adam"]}}, "'optimiser'"),
+    ({"name": "x", "grid": {"optimizer": []}}, "grid.optimizer"),
+    ({"name": "x", "grid": {"depth": ["2"]}}, "grid.depth"),
+    ({"name": "x", "fixed": {"epochs": 1.5}, "grid": {"depth": [1]}}, "fixed.epochs"),
+    ({"name": "x", "grid": {"optimizer": ["adamax"]}}, "optimizer='adamax'"),
+    ({"name": "x", "grid": {"regularizers": ["DA_XX"]}}, "regularizers="),
+    ({"grid": {"depth": [1]}}, "'name'"),
+])
+def test_bad_grids_name_the_key(spec, named):
+    with pytest.raises(ValueError, match=named):
+        grid_lib.parse_grid(spec)
+
+
+def test_bad_grid_file_fails_before_training(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "x", "grid": {"widht": [1]}}))
+    proc = subprocess.run([sys.executable, "-m", "trainers.sweep", f"--grid={bad}",
+                           f"--output_dir={tmp_path / 'out'}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "'widht'" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_trial_sweep_keeps_results_per_trial(tmp_path):
+    spec = {"name": "t", "fixed": {"dataset": "mnist5k", "dense_width": 8,
+                                   "epochs": 1, "egf_points": 1, "egf_batches": 1,
+                                   "batch_size": 512},
+            "grid": {"optimizer": ["sgd", "adam"]}}
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(spec))
+    out = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, "-m", "trainers.sweep", f"--grid={path}",
+                           f"--output_dir={out}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[2/2]" in proc.stdout
+    results = sorted(out.glob("trial_*/results.json"))
+    assert len(results) == 2
+    optimizers = sorted(json.loads(p.read_text())["config"]["optimizer"] for p in results)
+    assert optimizers == ["adam", "sgd"]
+    first = results[0].read_bytes()
+    # Re-running the same command resumes: nothing is re-run.
+    again = subprocess.run([sys.executable, "-m", "trainers.sweep", f"--grid={path}",
+                            f"--output_dir={out}"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0
+    assert "[" not in again.stdout.split("trials into")[-1]
+    assert results[0].read_bytes() == first
