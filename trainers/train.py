@@ -90,7 +90,6 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
         config = config_from_flags()
-        experiment.check_output_dir(FLAGS.output_dir)
         results = experiment.run_comparison(config, FLAGS.output_dir,
                                             verbose=FLAGS.verbose)
     except (ValueError, data.DatasetNotPreparedError) as e:
