@@ -44,13 +44,27 @@ def gradient_flow_on_batches(model, batches, loss_fn=None):
     masks = [l.mask if layers_lib.is_masked_layer(l) else None for l in layers]
     total = sum(int(tf.shape(x)[0]) for x, _ in batches)
     accumulated = [tf.zeros(k.shape, k.dtype) for k in kernels]
-    for x, y in batches:
+    strategy = tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    # Keras losses divide by the replica count under a tf.distribute strategy.
+    unscale = replicas if isinstance(loss_fn, keras.losses.Loss) else 1
+
+    def batch_gradients(x, y):
         with tf.GradientTape() as tape:
             with layers_lib.effective_kernel_gradients(
                     layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH):
                 y_pred = model(x, training=False)
-            loss = loss_fn(y, y_pred)
-        grads = tape.gradient(loss, kernels)
+            loss = loss_fn(y, y_pred) * unscale
+        return tape.gradient(loss, kernels)
+
+    for x, y in batches:
+        if replicas > 1 and tf.distribute.in_cross_replica_context():
+            # Mirrored variables are read inside a replica: every replica
+            # computes the whole fixed batch; replica 0's result is kept.
+            per_replica = strategy.run(batch_gradients, args=(x, y))
+            grads = [strategy.experimental_local_results(g)[0] for g in per_replica]
+        else:
+            grads = batch_gradients(x, y)
         weight = float(tf.shape(x)[0]) / total
         accumulated = [a + weight * g for a, g in zip(accumulated, grads)]
     masked = [g if m is None else g * tf.cast(m, g.dtype)

@@ -161,5 +161,5 @@ def make_datasets(name, batch_size=128, flatten=True, seed=0, data_dir=None,
     else:
         input_shape = shape
     return Datasets(train.prefetch(tf.data.AUTOTUNE),
-                    test.cache().prefetch(tf.data.AUTOTUNE), input_shape,
+                    test.prefetch(tf.data.AUTOTUNE), input_shape,
                     spec.num_classes, num_train, num_test)

@@ -140,14 +140,13 @@ def finite_or_none(value):
     return value
 
 
-def write_json_atomic(path, obj):
-    """Writes JSON to a temp file in the same folder, then renames it."""
+def _write_atomic(path, write):
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(finite_or_none(obj), f, indent=2, sort_keys=True,
-                      allow_nan=False)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -155,6 +154,17 @@ def write_json_atomic(path, obj):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_json_atomic(path, obj):
+    """Writes JSON to a temp file in the same folder, then renames it."""
+    _write_atomic(path, lambda f: json.dump(
+        finite_or_none(obj), f, indent=2, sort_keys=True, allow_nan=False))
+
+
+def write_text_atomic(path, text):
+    """Writes text to a temp file in the same folder, then renames it."""
+    _write_atomic(path, lambda f: f.write(text))
 
 
 def mask_digests(model):
@@ -254,8 +264,14 @@ def _train_one(name, model, config, output_dir, verbose):
     return result
 
 
-def run_comparison(config, output_dir, verbose=1, plot=True):
-    """Runs one SC-SDC comparison and writes results.json (+ PNG, TB logs)."""
+def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
+    """Runs one SC-SDC comparison and writes results.json (+ PNG, TB logs).
+
+    `strategy`: a tf.distribute strategy (e.g. MirroredStrategy over several
+    GPUs) under whose scope both models are built, compiled and trained.
+    """
+    import contextlib
+
     import tensorflow as tf
 
     from keras_egf import data
@@ -267,18 +283,22 @@ def run_comparison(config, output_dir, verbose=1, plot=True):
     keras.utils.set_random_seed(config.seed)
     ds = data.make_datasets(config.dataset, batch_size=config.batch_size,
                             seed=config.seed, data_dir=config.data_dir)
-    pair = _build_pair(config, ds)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        pair = _build_pair(config, ds)
     names = ("sparse", "dense") if config.models == "both" else (config.models,)
     start = time.perf_counter()
     results = {"config": config.to_dict(), "versions": versions(),
                "dataset": {"num_train": ds.num_train, "num_test": ds.num_test,
                            "input_shape": list(ds.input_shape),
                            "num_classes": ds.num_classes},
+               "replicas": strategy.num_replicas_in_sync if strategy else 1,
                "models": {}}
     for name in names:
         model = pair.sparse if name == "sparse" else pair.dense
-        results["models"][name] = _train_one(name, model, config, output_dir,
-                                             verbose)
+        with (strategy.scope() if strategy is not None else contextlib.nullcontext()):
+            results["models"][name] = _train_one(name, model, config,
+                                                 output_dir, verbose)
     results["wall_time_s"] = time.perf_counter() - start
     write_json_atomic(os.path.join(output_dir, "results.json"), results)
     if plot:

@@ -77,6 +77,27 @@ class Grid:
             settings["regularizers"] = parse_regularizers(settings["regularizers"])
         return ComparisonConfig(**settings).validate()
 
+    def with_seeds(self, seeds):
+        """This grid with a `seed` axis (last, so a point's seeds are adjacent)."""
+        seeds = list(seeds)
+        if not seeds:
+            raise ValueError("seeds: expected at least one seed")
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+                raise ValueError(f"seeds: {s!r} is not an integer >= 0")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds: {seeds} has repeated values")
+        fixed = {k: v for k, v in self.fixed.items() if k != "seed"}
+        axes = {k: v for k, v in self.axes.items() if k != "seed"}
+        axes["seed"] = seeds
+        return Grid(self.name, fixed, axes, self.objective)
+
+    def to_dict(self):
+        """The grid as its JSON spec."""
+        return {"name": self.name, "fixed": dict(self.fixed),
+                "grid": {k: list(v) for k, v in self.axes.items()},
+                "objective": self.objective}
+
     def points(self):
         """Every grid point as a dict axis -> value, in grid order."""
         keys = list(self.axes)

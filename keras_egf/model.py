@@ -137,7 +137,7 @@ class MaskedModel(keras.Model):
         grads = tape.gradient(loss, weights)
         # gradients are g (unmasked) for kernels: mask them for the optimizer.
         index = {id(v): i for i, v in enumerate(weights)}
-        kernel_grads, masked = [], []
+        kernel_grads, masked, masks = [], [], []
         for kernel, mask in self.kernels_and_masks():
             i = index.get(id(kernel))
             if i is None or grads[i] is None:
@@ -146,9 +146,18 @@ class MaskedModel(keras.Model):
             if mask is not None:
                 grads[i] = grads[i] * tf.cast(mask, grads[i].dtype)
             masked.append(grads[i])
+            masks.append(mask)
         self.optimizer.apply_gradients(zip(grads, weights))
 
         if self.track_gradient_flow and kernel_grads:
+            replica = tf.distribute.get_replica_context()
+            if replica is not None and replica.num_replicas_in_sync > 1:
+                # Each replica holds its share of the batch gradient (the
+                # loss is scaled by 1/replicas): the measures need the sum.
+                kernel_grads = replica.all_reduce(
+                    tf.distribute.ReduceOp.SUM, kernel_grads)
+                masked = [g if m is None else g * tf.cast(m, g.dtype)
+                          for g, m in zip(kernel_grads, masks)]
             self._update_gradient_flow(kernel_grads, masked)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 

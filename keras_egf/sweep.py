@@ -3,12 +3,20 @@
 Each trial runs `experiment.run_comparison` (the training binary's code
 path) into the trial's folder under the tuner directory, so its
 results.json and TensorBoard logs stay with the oracle's own trial state.
-Keras Tuner's GridSearch oracle owns which points ran: re-running the same
-command resumes (finished trials are not re-run; the oracle re-queues the
-interrupted one, which starts from scratch).
+
+The oracle is Keras Tuner's GridSearch oracle, handing out the grid's points
+in file order, each exactly once, to however many workers ask (see
+`GridPointOracle`). Keras Tuner owns which points ran: re-running the same
+command resumes. Finished trials are not re-run; a trial interrupted by
+Ctrl-C or SIGKILL is still "ongoing" in the oracle's saved state, so the
+oracle re-queues it on reload and it is re-run from scratch (its folder's
+partial TensorBoard logs are cleared first). results.json is only ever
+written whole (temp file + rename).
 """
 
+import json
 import os
+import shutil
 import time
 
 import keras_tuner
@@ -18,10 +26,15 @@ from keras_egf import experiment
 METRICS = ("sparse_test_accuracy", "dense_test_accuracy", "sparse_test_loss",
            "dense_test_loss", "sparse_minus_dense_accuracy",
            "sparse_average_egf_2", "dense_average_egf_2")
+GRID_FILE = "grid.json"
 
 
 def trial_metrics(results):
-    """Metrics dict of one comparison (diverged models count as 0 accuracy)."""
+    """Metrics dict of one comparison.
+
+    A diverged model counts as accuracy 0 and loss 1e9 for the tuner's
+    objective only; the report reads results.json and leaves it out.
+    """
     out = {}
     for name in ("sparse", "dense"):
         r = results["models"].get(name, {})
@@ -29,7 +42,10 @@ def trial_metrics(results):
         loss = r.get("test_loss")
         out[f"{name}_test_accuracy"] = float(acc) if acc is not None else 0.0
         out[f"{name}_test_loss"] = float(loss) if loss is not None else 1e9
-        out[f"{name}_average_egf_2"] = float((r.get("average") or {}).get("egf_2") or 0.0)
+        average = r.get("average") or {}
+        for measure in ("gf_1", "gf_2", "egf_1", "egf_2"):
+            value = average.get(measure)
+            out[f"{name}_average_{measure}"] = float(value) if value is not None else 0.0
     out["sparse_minus_dense_accuracy"] = (
         out["sparse_test_accuracy"] - out["dense_test_accuracy"])
     return out
@@ -53,15 +69,91 @@ def _write_hparams(log_dir, values, metrics):
             tf.summary.scalar(name, value, step=0)
 
 
-class SCSDCTuner(keras_tuner.Tuner):
-    """Grid search over SC-SDC comparisons."""
+class GridPointOracle(keras_tuner.oracles.GridSearchOracle):
+    """The GridSearch oracle over a fixed list of grid points.
 
-    def __init__(self, grid, max_trials=None, progress=print, **kwargs):
+    Keras Tuner's GridSearchOracle derives each new point from a *finished*
+    trial, so with several workers all but one wait (IDLE) until trials end.
+    A Cartesian grid is known up front: this oracle hands out the first point
+    not yet tried, in grid order. Tried points are the oracle's own
+    `_tried_so_far` record (saved with its state), so each point runs once
+    across workers and across resumes; interrupted trials come back through
+    Keras Tuner's retry queue.
+    """
+
+    def __init__(self, points, **kwargs):
+        super().__init__(**kwargs)
+        self._points = [dict(p) for p in points]
+
+    def populate_space(self, trial_id):
+        for values in self._points:
+            if not self._duplicate(values):
+                return {"status": keras_tuner.engine.trial.TrialStatus.RUNNING,
+                        "values": dict(values)}
+        return {"status": keras_tuner.engine.trial.TrialStatus.STOPPED,
+                "values": None}
+
+
+def _clear_trial_dir(trial_dir):
+    """Clears what an interrupted earlier run of this trial left behind."""
+    for name in ("tensorboard",):
+        path = os.path.join(trial_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+    for name in ("results.json", "comparison.png"):
+        path = os.path.join(trial_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def check_same_grid(project_dir, grid):
+    """Records the grid in a new sweep; refuses to resume with another one."""
+    path = os.path.join(project_dir, GRID_FILE)
+    spec = grid.to_dict()
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved != spec:
+            raise ValueError(
+                f"output_dir={project_dir!r} holds a sweep of a different grid "
+                f"(saved in {path}): resume with the same grid and --seeds, or "
+                "pass --overwrite, or choose a new --output_dir")
+        return
+    os.makedirs(project_dir, exist_ok=True)
+    experiment.write_json_atomic(path, spec)
+
+
+def mirrored_strategy():
+    """tf.distribute.MirroredStrategy over the visible GPUs, or None (< 2)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) < 2:
+        return None
+    return tf.distribute.MirroredStrategy([g.name for g in gpus])
+
+
+class SCSDCTuner(keras_tuner.Tuner):
+    """Grid search over SC-SDC comparisons, one sparse/dense pair a trial.
+
+    Args:
+        grid: a validated `keras_egf.grid.Grid`.
+        max_trials: run at most this many grid points (default: all).
+        progress: called with one line per finished trial.
+        strategy: a tf.distribute strategy each trial runs under, or None.
+        **kwargs: `keras_tuner.Tuner` arguments (directory, project_name,
+            overwrite, ...).
+    """
+
+    def __init__(self, grid, max_trials=None, progress=None, strategy=None,
+                 **kwargs):
         self.grid = grid
-        self.progress = progress
+        self.progress = progress or (lambda line: print(line, flush=True))
+        self.strategy = strategy
         total = grid.size() if max_trials is None else min(max_trials, grid.size())
         self.total_trials = total
-        oracle = keras_tuner.oracles.GridSearchOracle(
+        oracle = GridPointOracle(
+            grid.points(),
             objective=keras_tuner.Objective(grid.objective, "max"),
             max_trials=total, hyperparameters=_hyperparameters(grid))
         super().__init__(oracle=oracle, **kwargs)
@@ -72,30 +164,43 @@ class SCSDCTuner(keras_tuner.Tuner):
         values = {k: trial.hyperparameters.get(k) for k in self.grid.axes}
         config = self.grid.config(values)
         out = self.get_trial_dir(trial.trial_id)
-        results = experiment.run_comparison(config, out, verbose=0, plot=False)
+        _clear_trial_dir(out)  # a re-queued interrupted trial starts from scratch
+        results = experiment.run_comparison(config, out, verbose=0, plot=False,
+                                            strategy=self.strategy)
         metrics = trial_metrics(results)
         _write_hparams(os.path.join(out, "tensorboard", "hparams"), values, metrics)
         return metrics
 
+    def finished_trials(self):
+        """Trial folders with a results.json (shared by all workers)."""
+        return sorted(
+            name for name in os.listdir(self.project_dir)
+            if name.startswith("trial_")
+            and os.path.exists(os.path.join(self.project_dir, name, "results.json")))
+
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         self._finished_here += 1
-        done = sum(1 for t in self.oracle.trials.values()
-                   if t.status in ("COMPLETED", "INVALID", "FAILED"))
+        done = len(self.finished_trials())
         elapsed = time.perf_counter() - self._started
         eta = elapsed / self._finished_here * max(0, self.total_trials - done)
         values = dict(trial.hyperparameters.values)
+        results_path = os.path.join(self.get_trial_dir(trial.trial_id), "results.json")
 
-        def best(name):
+        def describe(name):
             try:
-                return f"{trial.metrics.get_last_value(name):.4f}"
-            except (KeyError, TypeError, ValueError):
-                return "n/a"
+                with open(results_path) as f:
+                    r = json.load(f)["models"][name]
+            except (OSError, KeyError, ValueError):
+                return "failed"
+            if r.get("diverged"):
+                return "diverged"
+            return f"{r['test_accuracy']:.4f}"
 
         self.progress(
             f"[{done}/{self.total_trials}] trial {trial.trial_id} {values} "
-            f"sparse acc {best('sparse_test_accuracy')} dense acc "
-            f"{best('dense_test_accuracy')} ETA {eta / 60:.1f} min", )
+            f"sparse acc {describe('sparse')} dense acc {describe('dense')} "
+            f"ETA {eta / 60:.1f} min")
 
     def save_model(self, trial_id, model, step=0):
         pass  # trials save results.json, not models

@@ -2,10 +2,16 @@ r"""Sweeps an experiment grid with Keras Tuner, one SC-SDC comparison a trial.
 
     keras-egf-sweep --grid=configs/grids/smoke.json --output_dir=runs/smoke
 
-Re-running the same command resumes. Distributed: start a chief with
-KERASTUNER_TUNER_ID=chief KERASTUNER_ORACLE_IP=127.0.0.1
-KERASTUNER_ORACLE_PORT=8000 and workers with KERASTUNER_TUNER_ID=tuner0, ...
-and the same other variables and flags.
+Each trial's results.json and TensorBoard logs go to OUTPUT_DIR/trial_*/.
+Re-running the same command resumes: finished trials are kept, an
+interrupted trial is re-run from scratch.
+
+Distributed (Keras Tuner chief/worker; every process gets the same flags):
+    KERASTUNER_TUNER_ID=chief  KERASTUNER_ORACLE_IP=127.0.0.1 \
+        KERASTUNER_ORACLE_PORT=8000 keras-egf-sweep --grid=... --output_dir=...
+    KERASTUNER_TUNER_ID=tuner0 KERASTUNER_ORACLE_IP=127.0.0.1 \
+        KERASTUNER_ORACLE_PORT=8000 keras-egf-sweep ... --threads=1
+The chief hands out grid points and exits when all are done; workers train.
 """
 
 import os
@@ -16,14 +22,38 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("grid", None, "Grid JSON file (configs/grids/...).")
-flags.DEFINE_string("output_dir", "runs/sweep", "Tuner directory.")
+flags.DEFINE_string("output_dir", "runs/sweep", "Tuner directory of the sweep.")
+flags.DEFINE_list("seeds", None, "Seeds to repeat every grid point with "
+                  "(adds a `seed` axis; overrides the grid's seed).")
 flags.DEFINE_integer("max_trials", None, "Run at most this many grid points.")
-flags.DEFINE_bool("overwrite", False, "Start over instead of resuming.")
-flags.DEFINE_integer("threads", None, "TensorFlow intra-op threads per process "
-                     "(default: cores / local processes).")
+flags.DEFINE_bool("overwrite", False, "Delete OUTPUT_DIR's sweep and start over "
+                  "instead of resuming.")
+flags.DEFINE_integer("threads", 0, "TensorFlow threads of this process (0: all "
+                     "cores). With N workers on one machine use cores / N.")
+flags.DEFINE_bool("mirrored", False, "Run each trial under "
+                  "tf.distribute.MirroredStrategy over all visible GPUs (needs "
+                  ">= 2 GPUs; with fewer, trials run on one device and a "
+                  "warning says so).")
 flags.mark_flag_as_required("grid")
 flags.register_validator("max_trials", lambda v: v is None or v >= 1,
                          message="--max_trials must be >= 1")
+flags.register_validator("threads", lambda v: v is not None and v >= 0,
+                         message="--threads must be >= 0")
+
+
+def _parse_seeds(values):
+    seeds = []
+    for v in values:
+        try:
+            seeds.append(int(v))
+        except ValueError:
+            raise ValueError(f"--seeds: {v!r} is not an integer") from None
+    return seeds
+
+
+def _fail(message):
+    sys.stderr.write(f"keras-egf-sweep: error: {message}\n")
+    return 2
 
 
 def main(argv):
@@ -32,21 +62,47 @@ def main(argv):
     from keras_egf import grid as grid_lib
     try:
         grid = grid_lib.load_grid(FLAGS.grid)
+        if FLAGS.seeds is not None:
+            grid = grid_lib.parse_grid(
+                grid.with_seeds(_parse_seeds(FLAGS.seeds)).to_dict(),
+                source=FLAGS.grid)
     except ValueError as e:
-        sys.stderr.write(f"keras-egf-sweep: error: {e}\n")
-        return 2
+        return _fail(e)
     import tensorflow as tf
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    from keras_egf.sweep import SCSDCTuner
-    tuner = SCSDCTuner(grid, max_trials=FLAGS.max_trials,
-                       directory=os.path.dirname(os.path.abspath(FLAGS.output_dir)),
-                       project_name=os.path.basename(os.path.abspath(FLAGS.output_dir)),
-                       overwrite=FLAGS.overwrite)
-    print(f"Sweep {grid.name!r}: {tuner.total_trials} trials into {FLAGS.output_dir}")
-    tuner.search(verbose=0)
-    print(f"Done: {FLAGS.output_dir}")
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    from keras_egf import sweep
+    strategy = None
+    if FLAGS.mirrored:
+        strategy = sweep.mirrored_strategy()
+        if strategy is None:
+            print("--mirrored: fewer than 2 GPUs visible; trials run on one device.")
+        else:
+            print(f"--mirrored: {strategy.num_replicas_in_sync} replicas per trial.")
+    output_dir = os.path.abspath(FLAGS.output_dir)
+    tuner = sweep.SCSDCTuner(grid, max_trials=FLAGS.max_trials, strategy=strategy,
+                             directory=os.path.dirname(output_dir),
+                             project_name=os.path.basename(output_dir),
+                             overwrite=FLAGS.overwrite)
+    try:
+        sweep.check_same_grid(tuner.project_dir, grid)
+    except ValueError as e:
+        return _fail(e)
+    role = os.environ.get("KERASTUNER_TUNER_ID")
+    done = len(tuner.finished_trials())
+    print(f"Sweep {grid.name!r}: {tuner.total_trials} trials into {FLAGS.output_dir}"
+          + (f" ({done} already finished)" if done else "")
+          + (f" as {role}" if role else ""), flush=True)
+    try:
+        tuner.search(verbose=0)
+    except KeyboardInterrupt:
+        print("\nInterrupted. Finished trials are kept; run the same command "
+              "again to resume.", flush=True)
+        return 130
+    print(f"Done: {len(tuner.finished_trials())}/{tuner.total_trials} trials in "
+          f"{FLAGS.output_dir}. Report: keras-egf-report --sweep_dir="
+          f"{FLAGS.output_dir} --output_dir={FLAGS.output_dir}/report")
     return 0
 
 

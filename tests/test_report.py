@@ -1,0 +1,148 @@
+"""The report's statistics on hand-made results files (no training)."""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from keras_egf import report
+
+
+def _model(acc, loss, egf, diverged=False):
+    if diverged:
+        return {"diverged": True, "diverged_epoch": 0, "test_accuracy": None,
+                "test_loss": None, "average": {m: None for m in report.MEASURES}}
+    return {"diverged": False, "test_accuracy": acc, "test_loss": loss,
+            "average": {"gf_1": 2 * egf, "gf_2": egf / 3, "egf_1": egf,
+                        "egf_2": egf / 10}}
+
+
+def _write(tmp_path, trials):
+    for i, (config, models) in enumerate(trials):
+        folder = tmp_path / "sweep" / f"trial_{i:02d}"
+        folder.mkdir(parents=True)
+        full = {"optimizer": "adam", "regularizers": [], "activation": "relu",
+                "dense_width": 8, **config}
+        (folder / "results.json").write_text(json.dumps(
+            {"config": full, "models": models}))
+        (folder / "trial.json").write_text("{}")
+    return str(tmp_path / "sweep")
+
+
+def _fixture(tmp_path):
+    rng = np.random.default_rng(3)
+    trials = []
+    for i in range(12):
+        optimizer = ("sgd", "adam")[i % 2]
+        regs = [[], ["bn"]][(i // 2) % 2]
+        activation = ("relu", "swish")[(i // 4) % 2]
+        width = (8, 16, 32)[i % 3]
+        s_acc, d_acc = rng.uniform(0.5, 0.9, 2)
+        models = {"sparse": _model(float(s_acc), float(2 - s_acc), float(rng.uniform(1, 9))),
+                  "dense": _model(float(d_acc), float(2 - d_acc + rng.normal(0, .1)),
+                                  float(rng.uniform(1, 9)))}
+        trials.append(({"optimizer": optimizer, "regularizers": regs,
+                        "activation": activation, "dense_width": width}, models))
+    # One diverged sparse model, one trial still running (no results.json).
+    trials.append(({"optimizer": "sgd"}, {"sparse": _model(0, 0, 0, diverged=True),
+                                          "dense": _model(0.7, 0.5, 3.0)}))
+    path = _write(tmp_path, trials)
+    os.makedirs(os.path.join(path, "trial_99"))
+    with open(os.path.join(path, "trial_99", "trial.json"), "w") as f:
+        f.write("{}")
+    return path, trials
+
+
+def test_kendall_table_matches_scipy_and_leaves_out_diverged(tmp_path):
+    path, trials = _fixture(tmp_path)
+    sweep = report.load_sweep(path)
+    assert len(sweep.trials) == 13 and sweep.incomplete == ["trial_99"]
+    assert sweep.left_out("sparse") == {"diverged": 1}
+    assert sweep.left_out("dense") == {}
+    rows = {(r["model"], r["measure"], r["target"]): r
+            for r in report.correlation_table(sweep)}
+    assert len(rows) == 16
+    for model, n in (("sparse", 12), ("dense", 13)):
+        kept = [m[model] for _, m in trials if not m[model]["diverged"]]
+        for measure in report.MEASURES:
+            x = [m["average"][measure] for m in kept]
+            for target in report.TARGETS:
+                y = [m[target] for m in kept]
+                row = rows[(model, measure, target)]
+                expected = stats.kendalltau(x, y)
+                assert row["n"] == n
+                assert row["kendall_tau"] == pytest.approx(expected.statistic, abs=1e-12)
+                assert row["kendall_p"] == pytest.approx(expected.pvalue, abs=1e-12)
+                assert row["spearman_rho"] == pytest.approx(
+                    stats.spearmanr(x, y).statistic, abs=1e-12)
+    # Accuracy = 2 - loss for sparse: τ(measure, loss) = -τ(measure, acc).
+    assert rows[("sparse", "egf_1", "test_loss")]["kendall_tau"] == pytest.approx(
+        -rows[("sparse", "egf_1", "test_accuracy")]["kendall_tau"])
+
+
+def test_wilcoxon_cells_match_scipy_and_mark_small_cells(tmp_path):
+    path, trials = _fixture(tmp_path)
+    sweep = report.load_sweep(path)
+    rows, cols, cells = report.wilcoxon_cells(sweep, "optimizer", "regularizer",
+                                              min_pairs=3)
+    assert rows == ["sgd", "adam"] and cols == ["NR", "BN"]
+    for (optimizer, label), cell in cells.items():
+        pairs = [(m["sparse"]["test_accuracy"], m["dense"]["test_accuracy"])
+                 for c, m in trials
+                 if c["optimizer"] == optimizer and not m["sparse"]["diverged"]
+                 and ("BN" if c.get("regularizers") else "NR") == label]
+        assert cell["n"] == len(pairs) == 3
+        expected = stats.wilcoxon([p[0] for p in pairs], [p[1] for p in pairs],
+                                  alternative="greater")
+        assert cell["status"] == "ok"
+        assert cell["p_value"] == pytest.approx(expected.pvalue, abs=1e-12)
+    _, _, few = report.wilcoxon_cells(sweep, "optimizer", "regularizer", min_pairs=4)
+    assert {c["status"] for c in few.values()} == {"few"}
+    assert report.cell_label(few[("adam", "NR")], 4) == "n<4"
+    with pytest.raises(ValueError, match="min_pairs=0"):
+        report.wilcoxon_cells(sweep, min_pairs=0)
+
+
+def test_all_tied_cell_is_not_a_p_value(tmp_path):
+    same = {"sparse": _model(0.8, 0.4, 2.0), "dense": _model(0.8, 0.4, 2.0)}
+    path = _write(tmp_path, [({}, same)] * 3)
+    _, _, cells = report.wilcoxon_cells(report.load_sweep(path), min_pairs=2)
+    cell = cells[("adam", "NR")]
+    assert cell["status"] == "ties" and math.isnan(cell["p_value"])
+    assert report.cell_label(cell, 2) == "ties"
+
+
+def test_write_report_files(tmp_path):
+    path, _ = _fixture(tmp_path)
+    out = tmp_path / "report"
+    result = report.write_report(path, str(out), min_pairs=3)
+    for name in ("report.md", "correlations.md", "correlations.csv", "wilcoxon.csv",
+                 "wilcoxon_optimizer_x_regularizer.png",
+                 "wilcoxon_optimizer_x_activation.png", "width_sgd.png",
+                 "width_adam.png"):
+        assert (out / name).stat().st_size > 0, name
+    text = (out / "report.md").read_text()
+    assert "sparse: 1 diverged" in text and "trial_99" in text
+    assert "| EGF_1 |" in result["table"]
+    with open(out / "wilcoxon.csv") as f:
+        wil = list(csv.DictReader(f))
+    # 2 optimizers x 2 regularizers + 2 optimizers x 2 activations.
+    assert len(wil) == 8
+    assert all(w["status"] in ("ok", "few") for w in wil)
+
+
+def test_bad_sweep_dirs_are_named(tmp_path):
+    with pytest.raises(ValueError, match="not a folder"):
+        report.load_sweep(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no results.json"):
+        report.load_sweep(str(tmp_path / "empty"))
+    bad = tmp_path / "bad" / "trial_0"
+    bad.mkdir(parents=True)
+    (bad / "results.json").write_text("{not json")
+    with pytest.raises(ValueError, match="results.json"):
+        report.load_sweep(str(tmp_path / "bad"))

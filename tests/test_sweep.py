@@ -1,0 +1,282 @@
+"""The sweep binary end to end: report, resume after SIGKILL, chief + workers,
+divergence, mirrored strategy."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from scipy import stats
+
+from keras_egf import grid as grid_lib
+from keras_egf import report
+from keras_egf import sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = {"dataset": "mnist5k", "dense_width": 8, "epochs": 2, "egf_points": 2,
+        "egf_batches": 1, "batch_size": 512}
+
+
+def _grid_file(tmp_path, axes, name="g", **fixed):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"name": name, "fixed": {**TINY, **fixed},
+                                "grid": axes}))
+    return path
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    env.update(extra)
+    return env
+
+
+def _sweep_cmd(grid, out, *flags):
+    return [sys.executable, "-m", "trainers.sweep", f"--grid={grid}",
+            f"--output_dir={out}", *flags]
+
+
+def _results(out):
+    found = {}
+    for name in sorted(os.listdir(out)):
+        path = os.path.join(out, name, "results.json")
+        if name.startswith("trial_") and os.path.exists(path):
+            with open(path) as f:
+                found[name] = json.load(f)
+    return found
+
+
+def _point(config, axes):
+    value = {k: config[k] for k in axes}
+    if "regularizers" in value:
+        value["regularizers"] = grid_lib.regularizer_label(value["regularizers"])
+    return tuple(sorted(value.items()))
+
+
+def test_four_trial_sweep_and_report_match_scipy(tmp_path):
+    grid = _grid_file(tmp_path, {"activation": ["relu", "swish"]},
+                      optimizer="adam", learning_rate=0.01)
+    out = tmp_path / "sweep"
+    proc = subprocess.run(_sweep_cmd(grid, out, "--seeds=0,1"), cwd=ROOT,
+                          env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[4/4]" in proc.stdout
+    stored = _results(out)
+    assert len(stored) == 4
+    assert sorted((r["config"]["activation"], r["config"]["seed"])
+                  for r in stored.values()) == [("relu", 0), ("relu", 1),
+                                                ("swish", 0), ("swish", 1)]
+    rep = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "trainers.report",
+                           f"--sweep_dir={out}", f"--output_dir={rep}",
+                           "--min_pairs=3"], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| EGF_2 |" in proc.stdout and "left out of the statistics: none" in proc.stdout
+    with open(rep / "correlations.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 16
+    for row in table:
+        models = [r["models"][row["model"]] for r in stored.values()]
+        x = [m["average"][row["measure"]] for m in models]
+        y = [m[row["target"]] for m in models]
+        expected = stats.kendalltau(x, y)
+        assert int(row["n"]) == 4
+        assert float(row["kendall_tau"]) == pytest.approx(expected.statistic, abs=1e-9)
+        assert float(row["kendall_p"]) == pytest.approx(expected.pvalue, abs=1e-9)
+    with open(rep / "wilcoxon.csv") as f:
+        cells = {(c["cells"], c["column"]): c for c in csv.DictReader(f)}
+    # optimizer x regularizer: one cell with all 4 pairs; per activation, 2 < 3.
+    whole = cells[("optimizer x regularizer", "NR")]
+    sparse = [r["models"]["sparse"]["test_accuracy"] for r in stored.values()]
+    dense = [r["models"]["dense"]["test_accuracy"] for r in stored.values()]
+    if any(s != d for s, d in zip(sparse, dense)):
+        assert whole["status"] == "ok" and int(whole["n"]) == 4
+        assert float(whole["p_value"]) == pytest.approx(
+            stats.wilcoxon(sparse, dense, alternative="greater").pvalue, abs=1e-9)
+    assert cells[("optimizer x activation", "relu")]["status"] == "few"
+    for name in ("report.md", "wilcoxon_optimizer_x_regularizer.png",
+                 "wilcoxon_optimizer_x_activation.png", "width_adam.png"):
+        assert (rep / name).stat().st_size > 0
+    # TensorBoard HParams summaries, one per trial.
+    for name in stored:
+        events = os.listdir(out / name / "tensorboard" / "hparams")
+        assert any(e.startswith("events.out.tfevents") for e in events)
+
+
+def test_sigkill_mid_trial_then_resume(tmp_path):
+    grid = _grid_file(tmp_path, {"optimizer": ["sgd", "adam", "rmsprop"]}, epochs=4,
+                      egf_points=2)
+    out = tmp_path / "sweep"
+    cmd = _sweep_cmd(grid, out)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    first = out / "trial_0" / "results.json"
+    second = out / "trial_1"
+    deadline = time.time() + 400
+    try:
+        while not (first.exists() and (second / "tensorboard").exists()):
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.time() < deadline, "sweep did not reach its 2nd trial"
+            time.sleep(0.1)
+        time.sleep(1.0)  # mid-training of the 2nd trial
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (second / "results.json").exists(), "2nd trial finished before the kill"
+    before = first.read_bytes()
+    before_mtime = os.stat(first).st_mtime_ns
+    again = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "(1 already finished)" in again.stdout
+    stored = _results(out)
+    assert sorted(stored) == ["trial_0", "trial_1", "trial_2"]
+    assert sorted(r["config"]["optimizer"] for r in stored.values()) == [
+        "adam", "rmsprop", "sgd"]
+    assert first.read_bytes() == before and os.stat(first).st_mtime_ns == before_mtime
+    # The interrupted trial was re-run from scratch: one TensorBoard run only.
+    train_events = os.listdir(second / "tensorboard" / "sparse" / "train")
+    assert len([e for e in train_events if e.startswith("events.out")]) == 1
+    # Only trials 1 and 2 ran in the second process.
+    assert again.stdout.count("] trial ") == 2
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_chief_and_two_workers_run_every_point_once(tmp_path):
+    axes = {"optimizer": ["sgd", "adam"], "activation": ["relu", "swish"]}
+    grid = _grid_file(tmp_path, axes, epochs=1, egf_points=1)
+    out = tmp_path / "sweep"
+    port = str(_free_port())
+    common = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    procs = {}
+    try:
+        for role in ("chief", "tuner0", "tuner1"):
+            flags = ["--threads=1"]
+            procs[role] = subprocess.Popen(
+                _sweep_cmd(grid, out, *flags), cwd=ROOT,
+                env=_env(KERASTUNER_TUNER_ID=role, **common),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if role == "chief":
+                time.sleep(3)  # let the chief write the sweep folder first
+        outputs = {role: p.communicate(timeout=600)[0] for role, p in procs.items()}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+    for role, p in procs.items():
+        assert p.returncode == 0, (role, outputs[role][-3000:])
+    stored = _results(out)
+    points = [_point(r["config"], axes) for r in stored.values()]
+    expected = [_point({**p, "regularizers": []}, axes) for p in
+                grid_lib.load_grid(str(grid)).points()]
+    assert len(points) == 4 and sorted(points) == sorted(expected)
+    # Each finished trial was reported by exactly one worker.
+    lines = [l for role in ("tuner0", "tuner1")
+             for l in outputs[role].splitlines() if "] trial " in l]
+    assert len(lines) == 4
+    assert "] trial " not in outputs["chief"]
+
+
+def test_diverging_trial_is_recorded_and_left_out(tmp_path):
+    spec = grid_lib.parse_grid({"name": "div", "fixed": {**TINY, "optimizer": "sgd",
+                                                         "epochs": 1, "egf_points": 1},
+                                "grid": {"learning_rate": [0.05, 1000.0]}})
+    lines = []
+    tuner = sweep.SCSDCTuner(spec, progress=lines.append, directory=str(tmp_path),
+                             project_name="div")
+    tuner.search(verbose=0)
+    stored = _results(tmp_path / "div")
+    assert len(stored) == 2
+    by_lr = {r["config"]["learning_rate"]: r for r in stored.values()}
+    assert by_lr[1000.0]["models"]["sparse"]["diverged"] is True
+    assert by_lr[0.05]["models"]["sparse"]["diverged"] is False
+    assert any("sparse acc diverged" in l for l in lines)
+    out = report.write_report(str(tmp_path / "div"), str(tmp_path / "rep"),
+                              min_pairs=1)
+    assert "sparse: 1 diverged" in out["left_out"]
+    rows = report.correlation_table(out["sweep"])
+    assert {r["n"] for r in rows if r["model"] == "sparse"} == {1}
+
+
+def test_resuming_with_another_grid_is_refused(tmp_path):
+    a = grid_lib.parse_grid({"name": "a", "grid": {"optimizer": ["sgd"]}})
+    b = grid_lib.parse_grid({"name": "a", "grid": {"optimizer": ["adam"]}})
+    sweep.check_same_grid(str(tmp_path), a)
+    sweep.check_same_grid(str(tmp_path), a)  # same grid: fine
+    saved = (tmp_path / "grid.json").read_bytes()
+    with pytest.raises(ValueError, match="different grid"):
+        sweep.check_same_grid(str(tmp_path), b)
+    assert (tmp_path / "grid.json").read_bytes() == saved
+    with pytest.raises(ValueError, match="seeds: 'x'|seeds: -1"):
+        a.with_seeds([-1])
+
+
+def test_bad_seeds_flag_fails_before_training(tmp_path):
+    grid = _grid_file(tmp_path, {"optimizer": ["sgd"]})
+    proc = subprocess.run(_sweep_cmd(grid, tmp_path / "out", "--seeds=0,x"),
+                          cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "--seeds: 'x'" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+MIRRORED = r"""
+import os
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import json, keras, numpy as np
+from keras_egf.architectures import build_mlp
+from keras_egf.masks import prune
+from keras_egf.callbacks import gradient_flow_on_batches
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 20)).astype("float32"); y = rng.integers(0, 5, 64)
+def make():
+    keras.utils.set_random_seed(1)
+    m = build_mlp((20,), [16], 5, masked=True)
+    prune(m, 0.5, seed=3)
+    m.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"],
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return m
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    a = make()
+    fixed_a = gradient_flow_on_batches(a, [(x, y)])
+b = make()
+fixed_b = gradient_flow_on_batches(b, [(x, y)])
+ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+with strategy.scope():
+    ha = a.fit(ds, epochs=1, verbose=0).history
+hb = b.fit(ds, epochs=1, verbose=0).history
+diff = max(float(np.abs(va.numpy() - vb.numpy()).max()) for va, vb in zip(a.weights, b.weights))
+zero = all(float(np.abs(l.kernel.numpy()[l.mask.numpy() == 0]).max(initial=0)) == 0
+           for l in a.layers if hasattr(l, "mask"))
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "a": ha, "b": hb,
+                  "fixed_a": fixed_a, "fixed_b": fixed_b, "diff": diff, "zero": zero}))
+"""
+
+
+def test_gradient_flow_under_mirrored_strategy_matches_one_device(tmp_path):
+    """Two replicas (logical CPUs) report the global batch's gf/EGF."""
+    proc = subprocess.run([sys.executable, "-c", MIRRORED], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["replicas"] == 2 and r["zero"] is True
+    assert r["diff"] < 1e-6
+    for name in ("loss", "gf_1", "gf_2", "egf_1", "egf_2"):
+        assert r["a"][name][0] == pytest.approx(r["b"][name][0], rel=1e-5), name
+    for name in report.MEASURES:
+        assert r["fixed_a"][name] == pytest.approx(r["fixed_b"][name], rel=1e-5), name
+    assert sweep.mirrored_strategy() is None  # this machine: fewer than 2 GPUs

@@ -1,0 +1,65 @@
+r"""Writes the paper-style report of a sweep.
+
+    keras-egf-report --sweep_dir=runs/smoke --output_dir=runs/smoke/report
+
+Reads every trial's results.json and writes into --output_dir:
+report.md (everything below, with the figures), correlations.md and
+correlations.csv (Kendall's τ and Spearman's ρ between gf_1, gf_2, EGF_1,
+EGF_2 averaged over training and test loss/accuracy, sparse and dense
+separately, with p-values and n), wilcoxon.csv and the heatmaps
+wilcoxon_optimizer_x_regularizer.png / wilcoxon_optimizer_x_activation.png
+(one-sided Wilcoxon signed-rank p-values of H1: Sparse > Dense), and
+width_<optimizer>.png (average EGF and test accuracy against dense width).
+Diverged models are left out of the statistics; the report says how many.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("sweep_dir", None, "The sweep's --output_dir (or any folder "
+                    "holding results.json files).")
+flags.DEFINE_string("output_dir", None, "Where the report goes "
+                    "(default: SWEEP_DIR/report).")
+flags.DEFINE_integer("min_pairs", 5, "Fewest matched pairs for a Wilcoxon cell; "
+                     "cells with fewer show n<min_pairs.")
+flags.DEFINE_enum("width_measure", "egf_2", ["gf_1", "gf_2", "egf_1", "egf_2"],
+                  "Measure plotted against dense width.")
+flags.mark_flag_as_required("sweep_dir")
+flags.register_validator("min_pairs", lambda v: v is not None and v >= 1,
+                         message="--min_pairs must be >= 1")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    import os
+
+    from keras_egf import report
+    output_dir = FLAGS.output_dir or os.path.join(FLAGS.sweep_dir, "report")
+    try:
+        out = report.write_report(FLAGS.sweep_dir, output_dir,
+                                  min_pairs=FLAGS.min_pairs,
+                                  width_measure=FLAGS.width_measure)
+    except ValueError as e:
+        sys.stderr.write(f"keras-egf-report: error: {e}\n")
+        return 2
+    print(out["left_out"])
+    print()
+    print("Kendall's tau between gradient flow (averaged over training) and test "
+          "performance:")
+    print(out["table"])
+    print()
+    print(f"Wrote {', '.join(out['files'])} to {output_dir}")
+    return 0
+
+
+def run():
+    """Console-script entry point."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
