@@ -245,7 +245,7 @@ def plot_heatmap(rows, cols, cells, path, title, min_pairs):
         for j, c in enumerate(cols):
             label = cell_label(cells.get((r, c)), min_pairs)
             value = data[i, j]
-            color = "white" if np.isfinite(value) and value < 0.5 else "black"
+            color = "white" if np.isfinite(value) and value > 0.5 else "black"
             ax.text(j, i, label, ha="center", va="center", color=color, fontsize=9)
     ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
     ax.set_yticks(range(len(rows)), rows)

@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_shipped_grids_are_valid():
     smoke = grid_lib.load_grid(os.path.join(ROOT, "configs/grids/smoke.json"))
-    assert smoke.size() == 12
+    assert smoke.size() == 36
     paper = grid_lib.load_grid(os.path.join(ROOT, "configs/grids/paper_fashion_mnist.json"))
     assert paper.size() == 5 * 10 * 3 * 5 * 6 * 2
     config = paper.config({"optimizer": "adam", "regularizers": "DA_L2_SC_BN",
