@@ -102,10 +102,19 @@ def test_four_trial_sweep_and_report_match_scipy(tmp_path):
     for name in ("report.md", "wilcoxon_optimizer_x_regularizer.png",
                  "wilcoxon_optimizer_x_activation.png", "width_adam.png"):
         assert (rep / name).stat().st_size > 0
-    # TensorBoard HParams summaries, one per trial.
-    for name in stored:
-        events = os.listdir(out / name / "tensorboard" / "hparams")
-        assert any(e.startswith("events.out.tfevents") for e in events)
+    # TensorBoard HParams summaries, one per trial, with the trial's values.
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    for name, results in stored.items():
+        acc = event_accumulator.EventAccumulator(str(out / name / "tensorboard" / "hparams"))
+        acc.Reload()
+        content = acc.PluginTagToContent("hparams")
+        data = plugin_data_pb2.HParamsPluginData.FromString(
+            content["_hparams_/session_start_info"])
+        hparams = data.session_start_info.hparams
+        assert hparams["activation"].string_value == results["config"]["activation"]
+        assert hparams["seed"].number_value == results["config"]["seed"]
+        assert "sparse_test_accuracy" in acc.Tags()["tensors"]
 
 
 def test_sigkill_mid_trial_then_resume(tmp_path):
@@ -145,6 +154,29 @@ def test_sigkill_mid_trial_then_resume(tmp_path):
     assert len([e for e in train_events if e.startswith("events.out")]) == 1
     # Only trials 1 and 2 ran in the second process.
     assert again.stdout.count("] trial ") == 2
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
+    grid = _grid_file(tmp_path, {"optimizer": ["sgd", "adam"]}, epochs=4,
+                      egf_points=2)
+    out = tmp_path / "sweep"
+    cmd = _sweep_cmd(grid, out)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not (out / "trial_0" / "tensorboard").exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output[-3000:]
+    assert "run the same command again to resume" in output
+    assert not (out / "trial_0" / "results.json").exists()
+    again = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sorted(_results(out)) == ["trial_0", "trial_1"]
 
 
 def _free_port():

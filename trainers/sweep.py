@@ -26,6 +26,9 @@ flags.DEFINE_string("output_dir", "runs/sweep", "Tuner directory of the sweep.")
 flags.DEFINE_list("seeds", None, "Seeds to repeat every grid point with "
                   "(adds a `seed` axis; overrides the grid's seed).")
 flags.DEFINE_integer("max_trials", None, "Run at most this many grid points.")
+flags.DEFINE_enum("objective", None, ["sparse_test_accuracy", "dense_test_accuracy",
+                                      "sparse_minus_dense_accuracy"],
+                  "Tuner objective (maximised); overrides the grid's `objective`.")
 flags.DEFINE_bool("overwrite", False, "Delete OUTPUT_DIR's sweep and start over "
                   "instead of resuming.")
 flags.DEFINE_integer("threads", 0, "TensorFlow threads of this process (0: all "
@@ -62,6 +65,9 @@ def main(argv):
     from keras_egf import grid as grid_lib
     try:
         grid = grid_lib.load_grid(FLAGS.grid)
+        if FLAGS.objective is not None:
+            grid = grid_lib.parse_grid({**grid.to_dict(), "objective": FLAGS.objective},
+                                       source=FLAGS.grid)
         if FLAGS.seeds is not None:
             grid = grid_lib.parse_grid(
                 grid.with_seeds(_parse_seeds(FLAGS.seeds)).to_dict(),
