@@ -105,8 +105,13 @@ def load_sweep(sweep_dir):
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise ValueError(f"{path}: not a keras-egf results file ({e})") from None
             trials.append(Trial(name, path, config, models))
-        elif "trial.json" in files:  # a Keras Tuner trial that did not finish
-            incomplete.append(name)
+        elif "trial.json" in files:  # a Keras Tuner trial without results
+            try:
+                with open(os.path.join(root, "trial.json")) as f:
+                    status = json.load(f).get("status") or "RUNNING"
+            except (OSError, ValueError, AttributeError):
+                status = "RUNNING"
+            incomplete.append(name if status == "RUNNING" else f"{name} ({status.lower()})")
     if not trials:
         raise ValueError(f"sweep_dir={sweep_dir!r}: no results.json found "
                          "(has the sweep run? keras-egf-sweep --output_dir=...)")
@@ -319,7 +324,7 @@ def _left_out_text(sweep):
             + f" ({pairs_out} trial(s) without a matched sparse/dense pair).")
     if sweep.incomplete:
         text += (f" {len(sweep.incomplete)} trial folder(s) have no results yet "
-                 f"(interrupted or running): {', '.join(sweep.incomplete)}.")
+                 f"(interrupted, running or failed): {', '.join(sweep.incomplete)}.")
     return text
 
 

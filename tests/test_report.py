@@ -54,13 +54,17 @@ def _fixture(tmp_path):
     os.makedirs(os.path.join(path, "trial_99"))
     with open(os.path.join(path, "trial_99", "trial.json"), "w") as f:
         f.write("{}")
+    os.makedirs(os.path.join(path, "trial_98"))
+    with open(os.path.join(path, "trial_98", "trial.json"), "w") as f:
+        f.write('{"status": "FAILED"}')
     return path, trials
 
 
 def test_kendall_table_matches_scipy_and_leaves_out_diverged(tmp_path):
     path, trials = _fixture(tmp_path)
     sweep = report.load_sweep(path)
-    assert len(sweep.trials) == 13 and sweep.incomplete == ["trial_99"]
+    assert len(sweep.trials) == 13
+    assert sweep.incomplete == ["trial_98 (failed)", "trial_99"]
     assert sweep.left_out("sparse") == {"diverged": 1}
     assert sweep.left_out("dense") == {}
     rows = {(r["model"], r["measure"], r["target"]): r

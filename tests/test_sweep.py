@@ -263,6 +263,15 @@ def test_bad_seeds_flag_fails_before_training(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_unprepared_dataset_fails_before_any_trial(tmp_path):
+    grid = _grid_file(tmp_path, {"optimizer": ["sgd", "adam"]},
+                      dataset="cifar10", data_dir=str(tmp_path / "no_data"))
+    proc = subprocess.run(_sweep_cmd(grid, tmp_path / "out"), cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "tfds build cifar10" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 MIRRORED = r"""
 import os
 import tensorflow as tf
@@ -294,8 +303,25 @@ hb = b.fit(ds, epochs=1, verbose=0).history
 diff = max(float(np.abs(va.numpy() - vb.numpy()).max()) for va, vb in zip(a.weights, b.weights))
 zero = all(float(np.abs(l.kernel.numpy()[l.mask.numpy() == 0]).max(initial=0)) == 0
            for l in a.layers if hasattr(l, "mask"))
+# The test pipeline still yields all 1,000 images after distributed use (an
+# in-memory cache on it used to come back partial under MirroredStrategy).
+from keras_egf import data
+with strategy.scope():
+    c = build_mlp((784,), [16], 10, masked=True)
+    c.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"],
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ds5k = data.make_datasets("mnist5k", batch_size=256, seed=0)
+    c.fit(ds5k.train, epochs=2, verbose=0)
+    evaluated = [c.evaluate(ds5k.test, verbose=0, return_dict=True)["accuracy"]]
+    for _ in range(4):  # the partial read was a race: try fresh pipelines too
+        fresh = data.make_datasets("mnist5k", batch_size=256, seed=0)
+        evaluated.append(c.evaluate(fresh.test, verbose=0, return_dict=True)["accuracy"])
+_, _, x_te, y_te = data.mnist5k_arrays()
+by_hand = float(np.mean(np.argmax(c.predict(x_te.reshape(1000, -1) / 255.0, verbose=0), -1) == y_te))
+count = sum(int(b[1].shape[0]) for b in ds5k.test)
 print(json.dumps({"replicas": strategy.num_replicas_in_sync, "a": ha, "b": hb,
-                  "fixed_a": fixed_a, "fixed_b": fixed_b, "diff": diff, "zero": zero}))
+                  "fixed_a": fixed_a, "fixed_b": fixed_b, "diff": diff, "zero": zero,
+                  "test_count": count, "evaluated": evaluated, "by_hand": by_hand}))
 """
 
 
@@ -306,6 +332,8 @@ def test_gradient_flow_under_mirrored_strategy_matches_one_device(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["replicas"] == 2 and r["zero"] is True
+    assert r["test_count"] == 1000
+    assert r["evaluated"] == pytest.approx([r["by_hand"]] * 5, abs=1e-6)
     assert r["diff"] < 1e-6
     for name in ("loss", "gf_1", "gf_2", "egf_1", "egf_2"):
         assert r["a"][name][0] == pytest.approx(r["b"][name][0], rel=1e-5), name

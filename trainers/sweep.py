@@ -74,6 +74,13 @@ def main(argv):
                 source=FLAGS.grid)
     except ValueError as e:
         return _fail(e)
+    from keras_egf import data
+    try:  # an unprepared tfds dataset fails here, not in every trial
+        for dataset, data_dir in sorted({(c.dataset, c.data_dir or "") for c in
+                                         map(grid.config, grid.points())}):
+            data.check_available(dataset, data_dir or None)
+    except (ValueError, data.DatasetNotPreparedError) as e:
+        return _fail(e)
     import tensorflow as tf
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
