@@ -283,8 +283,10 @@ def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
     keras.utils.set_random_seed(config.seed)
     ds = data.make_datasets(config.dataset, batch_size=config.batch_size,
                             seed=config.seed, data_dir=config.data_dir)
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
+    def scope():
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    with scope():
         pair = _build_pair(config, ds)
     names = ("sparse", "dense") if config.models == "both" else (config.models,)
     start = time.perf_counter()
@@ -296,7 +298,7 @@ def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
                "models": {}}
     for name in names:
         model = pair.sparse if name == "sparse" else pair.dense
-        with (strategy.scope() if strategy is not None else contextlib.nullcontext()):
+        with scope():
             results["models"][name] = _train_one(name, model, config,
                                                  output_dir, verbose)
     results["wall_time_s"] = time.perf_counter() - start

@@ -23,16 +23,18 @@ import os
 
 import numpy as np
 
+from keras_egf.architectures import ACTIVATIONS
+from keras_egf.experiment import OPTIMIZERS
+
 MEASURES = ("gf_1", "gf_2", "egf_1", "egf_2")
 MEASURE_LABELS = {"gf_1": "gf_1", "gf_2": "gf_2", "egf_1": "EGF_1", "egf_2": "EGF_2"}
 TARGETS = ("test_loss", "test_accuracy")
 TARGET_LABELS = {"test_loss": "test loss", "test_accuracy": "test accuracy"}
 MODELS = ("sparse", "dense")
-OPTIMIZER_ORDER = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
 REGULARIZER_ORDER = ("NR", "L2", "DA", "SC", "BN", "DA_BN", "L2_BN", "SC_BN",
                      "DA_SC_BN", "DA_L2_SC_BN")
-ACTIVATION_ORDER = ("relu", "prelu", "elu", "swish", "srelu", "sigmoid")
-CELL_AXES = {"regularizer": REGULARIZER_ORDER, "activation": ACTIVATION_ORDER}
+CELL_AXES = {"optimizer": OPTIMIZERS, "regularizer": REGULARIZER_ORDER,
+             "activation": ACTIVATIONS}
 DEFAULT_MIN_PAIRS = 5  # the smallest n whose exact one-sided p can reach 0.05
 
 
@@ -51,6 +53,11 @@ class Trial:
 
     def axis(self, name):
         return self.regularizer if name == "regularizer" else self.config.get(name)
+
+    def measure(self, model, name):
+        """`model`'s `name` averaged over training, or None if not finite."""
+        value = ((self.models.get(model) or {}).get("average") or {}).get(name)
+        return value if _finite(value) else None
 
     def finished(self, model):
         """True when `model` trained without diverging and has test metrics."""
@@ -122,10 +129,8 @@ def measure_values(sweep, model):
     """(measures {name: array}, targets {name: array}) over `model`'s finished
     trials, measures averaged over training."""
     rows = [t for t in sweep.trials if t.finished(model)
-            and all(_finite((t.models[model].get("average") or {}).get(m))
-                    for m in MEASURES)]
-    measures = {m: np.array([t.models[model]["average"][m] for t in rows])
-                for m in MEASURES}
+            and all(t.measure(model, m) is not None for m in MEASURES)]
+    measures = {m: np.array([t.measure(model, m) for t in rows]) for m in MEASURES}
     targets = {k: np.array([t.models[model][k] for t in rows]) for k in TARGETS}
     return measures, targets
 
@@ -213,8 +218,7 @@ def wilcoxon_cells(sweep, row_axis="optimizer", col_axis="regularizer",
             cell.update(status="ok", p_value=float(result.pvalue),
                         statistic=float(result.statistic))
         cells[key] = cell
-    rows = _ordered({k[0] for k in cells}, OPTIMIZER_ORDER if row_axis == "optimizer"
-                    else CELL_AXES.get(row_axis, ()))
+    rows = _ordered({k[0] for k in cells}, CELL_AXES.get(row_axis, ()))
     cols = _ordered({k[1] for k in cells}, CELL_AXES.get(col_axis, ()))
     return rows, cols, cells
 
@@ -270,11 +274,11 @@ def plot_width(sweep, optimizer, path, measure="egf_2"):
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for model, color in (("sparse", "tab:red"), ("dense", "tab:blue")):
-        points = [(t.config["dense_width"], t.models[model]["average"][measure],
+        points = [(t.config["dense_width"], t.measure(model, measure),
                    t.models[model]["test_accuracy"])
                   for t in sweep.trials
                   if t.config.get("optimizer") == optimizer and t.finished(model)
-                  and _finite((t.models[model].get("average") or {}).get(measure))]
+                  and t.measure(model, measure) is not None]
         if not points:
             continue
         widths = sorted({p[0] for p in points})
@@ -379,7 +383,7 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
     sections += [f"## Average {MEASURE_LABELS[width_measure]} and test accuracy "
                  "against dense width", ""]
     optimizers = _ordered({t.config.get("optimizer") for t in sweep.trials},
-                          OPTIMIZER_ORDER)
+                          OPTIMIZERS)
     for optimizer in optimizers:
         name = f"width_{optimizer}.png"
         plot_width(sweep, optimizer, os.path.join(output_dir, name), width_measure)

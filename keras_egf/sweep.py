@@ -96,10 +96,7 @@ class GridPointOracle(keras_tuner.oracles.GridSearchOracle):
 
 def _clear_trial_dir(trial_dir):
     """Clears what an interrupted earlier run of this trial left behind."""
-    for name in ("tensorboard",):
-        path = os.path.join(trial_dir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
+    shutil.rmtree(os.path.join(trial_dir, "tensorboard"), ignore_errors=True)
     for name in ("results.json", "comparison.png"):
         path = os.path.join(trial_dir, name)
         if os.path.exists(path):
