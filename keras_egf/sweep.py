@@ -94,6 +94,19 @@ class GridPointOracle(keras_tuner.oracles.GridSearchOracle):
                 "values": None}
 
 
+def _finished_results(trial_dir, config):
+    """The trial's results.json if an earlier run finished this same config
+    (killed after writing it, before the oracle recorded the trial)."""
+    try:
+        with open(os.path.join(trial_dir, "results.json")) as f:
+            results = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(results, dict) or results.get("config") != config.to_dict():
+        return None
+    return results
+
+
 def _clear_trial_dir(trial_dir):
     """Clears what an interrupted earlier run of this trial left behind."""
     shutil.rmtree(os.path.join(trial_dir, "tensorboard"), ignore_errors=True)
@@ -161,11 +174,15 @@ class SCSDCTuner(keras_tuner.Tuner):
         values = {k: trial.hyperparameters.get(k) for k in self.grid.axes}
         config = self.grid.config(values)
         out = self.get_trial_dir(trial.trial_id)
-        _clear_trial_dir(out)  # a re-queued interrupted trial starts from scratch
-        results = experiment.run_comparison(config, out, verbose=0, plot=False,
-                                            strategy=self.strategy)
+        results = _finished_results(out, config)
+        if results is None:
+            _clear_trial_dir(out)  # a re-queued interrupted trial starts over
+            results = experiment.run_comparison(config, out, verbose=0, plot=False,
+                                                strategy=self.strategy)
         metrics = trial_metrics(results)
-        _write_hparams(os.path.join(out, "tensorboard", "hparams"), values, metrics)
+        hparams_dir = os.path.join(out, "tensorboard", "hparams")
+        if not os.path.isdir(hparams_dir):
+            _write_hparams(hparams_dir, values, metrics)
         return metrics
 
     def finished_trials(self):

@@ -241,6 +241,36 @@ def test_diverging_trial_is_recorded_and_left_out(tmp_path):
     assert {r["n"] for r in rows if r["model"] == "sparse"} == {1}
 
 
+def test_finished_results_are_reused_not_rerun(tmp_path):
+    """Killed after results.json was written but before the oracle recorded
+    the trial: the re-queued trial keeps the file instead of re-training."""
+    spec = grid_lib.parse_grid({"name": "one", "fixed": {**TINY, "epochs": 1,
+                                                         "egf_points": 1},
+                                "grid": {"optimizer": ["adam"]}})
+    tuner = sweep.SCSDCTuner(spec, progress=lambda line: None,
+                             directory=str(tmp_path), project_name="one")
+    tuner.search(verbose=0)
+    trial = next(iter(tuner.oracle.trials.values()))
+    path = tmp_path / "one" / f"trial_{trial.trial_id}" / "results.json"
+    before, mtime = path.read_bytes(), os.stat(path).st_mtime_ns
+    calls = []
+    original = sweep.experiment.run_comparison
+    sweep.experiment.run_comparison = lambda *a, **k: calls.append(a) or original(*a, **k)
+    try:
+        metrics = tuner.run_trial(trial)
+    finally:
+        sweep.experiment.run_comparison = original
+    assert calls == []
+    assert path.read_bytes() == before and os.stat(path).st_mtime_ns == mtime
+    stored = json.loads(before)
+    assert metrics["sparse_test_accuracy"] == stored["models"]["sparse"]["test_accuracy"]
+    # A results file of another config is not taken for this trial's.
+    other = grid_lib.parse_grid({"name": "x", "fixed": {**TINY, "epochs": 1, "egf_points": 1},
+                                 "grid": {"optimizer": ["sgd"]}})
+    assert sweep._finished_results(str(path.parent), other.config({"optimizer": "sgd"})) is None
+    assert sweep._finished_results(str(path.parent), spec.config({"optimizer": "adam"})) == stored
+
+
 def test_resuming_with_another_grid_is_refused(tmp_path):
     a = grid_lib.parse_grid({"name": "a", "grid": {"optimizer": ["sgd"]}})
     b = grid_lib.parse_grid({"name": "a", "grid": {"optimizer": ["adam"]}})
