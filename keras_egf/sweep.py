@@ -23,9 +23,10 @@ import keras_tuner
 
 from keras_egf import experiment
 
-METRICS = ("sparse_test_accuracy", "dense_test_accuracy", "sparse_test_loss",
-           "dense_test_loss", "sparse_minus_dense_accuracy",
-           "sparse_average_egf_2", "dense_average_egf_2")
+METRICS = tuple(f"{model}_{name}" for model in ("sparse", "dense")
+                for name in ("test_accuracy", "test_loss", "average_gf_1",
+                             "average_gf_2", "average_egf_1", "average_egf_2")
+                ) + ("sparse_minus_dense_accuracy",)
 GRID_FILE = "grid.json"
 
 
@@ -67,6 +68,19 @@ def _write_hparams(log_dir, values, metrics):
                         for k, v in values.items()})
         for name, value in metrics.items():
             tf.summary.scalar(name, value, step=0)
+
+
+def write_hparams_config(log_dir, grid):
+    """The HParams dashboard's experiment: the grid's axes and the metrics."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp_api
+
+    hparams = [hp_api.HParam(key, hp_api.Discrete(
+        [str(v) if isinstance(v, bool) else v for v in values]))
+        for key, values in grid.axes.items()]
+    metrics = [hp_api.Metric(name) for name in METRICS]
+    with tf.summary.create_file_writer(log_dir).as_default():
+        hp_api.hparams_config(hparams=hparams, metrics=metrics)
 
 
 class GridPointOracle(keras_tuner.oracles.GridSearchOracle):

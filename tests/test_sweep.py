@@ -115,6 +115,56 @@ def test_four_trial_sweep_and_report_match_scipy(tmp_path):
         assert hparams["activation"].string_value == results["config"]["activation"]
         assert hparams["seed"].number_value == results["config"]["seed"]
         assert "sparse_test_accuracy" in acc.Tags()["tensors"]
+    # ... and a real TensorBoard's HParams dashboard lists the 4 sessions.
+    experiment, groups = _hparams_dashboard(out)
+    assert sorted(h["name"] for h in experiment["hparamInfos"]) == ["activation", "seed"]
+    shown = {(g["hparams"]["activation"], g["hparams"]["seed"]):
+             {m["name"]["tag"]: m["value"] for m in g["metricValues"]}
+             for g in groups["sessionGroups"]}
+    assert len(shown) == 4
+    for results in stored.values():
+        key = (results["config"]["activation"], results["config"]["seed"])
+        assert shown[key]["sparse_test_accuracy"] == pytest.approx(
+            results["models"]["sparse"]["test_accuracy"], rel=1e-6)
+        assert shown[key]["dense_average_egf_2"] == pytest.approx(
+            results["models"]["dense"]["average"]["egf_2"], rel=1e-6)
+
+
+def _hparams_dashboard(logdir):
+    """(experiment, session groups) from a TensorBoard's HParams plugin."""
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir",
+                             str(logdir), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/data/plugin/hparams"
+
+    def post(route, body):
+        request = urllib.request.Request(f"{base}/{route}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return json.load(r)
+
+    try:
+        experiment = {}
+        for _ in range(120):
+            try:
+                experiment = post("experiment", {})
+                if experiment.get("hparamInfos"):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert experiment.get("hparamInfos"), "tensorboard did not answer"
+        groups = post("session_groups", {
+            "startIndex": 0, "sliceSize": 100, "colParams": [],
+            "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS",
+                                "STATUS_FAILURE", "STATUS_RUNNING"]})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return experiment, groups
 
 
 def test_sigkill_mid_trial_then_resume(tmp_path):

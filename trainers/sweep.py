@@ -103,6 +103,9 @@ def main(argv):
     except ValueError as e:
         return _fail(e)
     role = os.environ.get("KERASTUNER_TUNER_ID")
+    hparams_dir = os.path.join(tuner.project_dir, "hparams")
+    if role in (None, "chief") and not os.path.isdir(hparams_dir):
+        sweep.write_hparams_config(hparams_dir, grid)  # the HParams dashboard
     done = len(tuner.finished_trials())
     print(f"Sweep {grid.name!r}: {tuner.total_trials} trials into {FLAGS.output_dir}"
           + (f" ({done} already finished)" if done else "")
