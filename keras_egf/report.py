@@ -159,22 +159,44 @@ def correlation_table(sweep):
     return rows
 
 
-def _cell_text(row):
-    if not math.isfinite(row["kendall_tau"]):
+def _cell_text(row, stat="kendall"):
+    value, p = (row["kendall_tau"], row["kendall_p"]) if stat == "kendall" else (
+        row["spearman_rho"], row["spearman_p"])
+    if not math.isfinite(value):
         return f"n/a (n={row['n']})"
-    return f"{row['kendall_tau']:+.3f} (p={row['kendall_p']:.3g}, n={row['n']})"
+    return f"{value:+.3f} (p={p:.3g}, n={row['n']})"
 
 
-def correlation_markdown(rows):
-    """The paper's layout: a row per measure; columns sparse/dense × loss/acc."""
+def correlation_markdown(rows, stat="kendall"):
+    """The paper's layout: a row per measure; columns sparse/dense × loss/acc.
+    `stat`: "kendall" (τ) or "spearman" (ρ)."""
+    if stat not in ("kendall", "spearman"):
+        raise ValueError(f"stat={stat!r}: must be 'kendall' or 'spearman'")
     columns = [(m, t) for m in MODELS for t in TARGETS]
     by_key = {(r["model"], r["measure"], r["target"]): r for r in rows}
     header = "| measure | " + " | ".join(
         f"{m} {TARGET_LABELS[t]}" for m, t in columns) + " |"
     lines = [header, "|" + "---|" * (len(columns) + 1)]
     for measure in MEASURES:
-        cells = [_cell_text(by_key[(m, measure, t)]) for m, t in columns]
+        cells = [_cell_text(by_key[(m, measure, t)], stat) for m, t in columns]
         lines.append(f"| {MEASURE_LABELS[measure]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# design.md §5: the paper's |Kendall τ| on Fashion-MNIST MLPs, for reference.
+PAPER_FASHION_MNIST = {  # measure: (sparse loss, sparse acc, dense loss, dense acc)
+    "gf_1": (.355, .316, .365, .354), "gf_2": (.282, .292, .285, .329),
+    "egf_1": (.419, .373, .365, .354), "egf_2": (.360, .323, .298, .320)}
+
+
+def paper_reference_markdown():
+    """The paper's |τ| table (Fashion-MNIST MLPs) in the same layout."""
+    lines = ["| measure | " + " | ".join(
+        f"{m} {TARGET_LABELS[t]}" for m in MODELS for t in TARGETS) + " |",
+             "|" + "---|" * 5]
+    for measure in MEASURES:
+        lines.append(f"| {MEASURE_LABELS[measure]} | " + " | ".join(
+            f"{v:.3f}" for v in PAPER_FASHION_MNIST[measure]) + " |")
     return "\n".join(lines)
 
 
@@ -353,8 +375,11 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
         _left_out_text(sweep), "",
         "## Kendall's τ between gradient flow (averaged over training) and "
         "test performance", "",
-        "Each cell: τ (sign kept), p-value, n models. "
-        "Spearman's ρ is in correlations.csv.", "", table, ""]
+        "Each cell: τ (sign kept), p-value, n models.", "", table, "",
+        "Spearman's ρ, same layout:", "", correlation_markdown(corr, "spearman"), "",
+        "For reference, the paper's |correlation| on Fashion-MNIST MLPs "
+        "(Tessera et al.; 600 MLPs × 500 epochs, design.md §5):", "",
+        paper_reference_markdown(), ""]
     sections += ["## H1: Sparse > Dense (one-sided Wilcoxon signed-rank on "
                  "matched pairs, test accuracy)", "",
                  f"A cell with fewer than {min_pairs} pairs shows n<{min_pairs}.", ""]

@@ -132,6 +132,11 @@ def test_write_report_files(tmp_path):
     text = (out / "report.md").read_text()
     assert "sparse: 1 diverged" in text and "trial_99" in text
     assert "| EGF_1 |" in result["table"]
+    rows = {(r["model"], r["measure"], r["target"]): r
+            for r in report.correlation_table(result["sweep"])}
+    rho = rows[("sparse", "egf_2", "test_accuracy")]["spearman_rho"]
+    assert f"{rho:+.3f}" in text.split("Spearman's ρ, same layout:")[1]
+    assert "| EGF_1 | 0.419 | 0.373 | 0.365 | 0.354 |" in text  # paper reference
     with open(out / "wilcoxon.csv") as f:
         wil = list(csv.DictReader(f))
     # 2 optimizers x 2 regularizers + 2 optimizers x 2 activations.
