@@ -271,9 +271,10 @@ def test_chief_and_two_workers_run_every_point_once(tmp_path):
 
 
 def test_diverging_trial_is_recorded_and_left_out(tmp_path):
+    """lr 1e30 makes both models' loss NaN in the first epoch."""
     spec = grid_lib.parse_grid({"name": "div", "fixed": {**TINY, "optimizer": "sgd",
                                                          "epochs": 1, "egf_points": 1},
-                                "grid": {"learning_rate": [0.05, 1000.0]}})
+                                "grid": {"learning_rate": [0.05, 1e30]}})
     lines = []
     tuner = sweep.SCSDCTuner(spec, progress=lines.append, directory=str(tmp_path),
                              project_name="div")
@@ -281,14 +282,19 @@ def test_diverging_trial_is_recorded_and_left_out(tmp_path):
     stored = _results(tmp_path / "div")
     assert len(stored) == 2
     by_lr = {r["config"]["learning_rate"]: r for r in stored.values()}
-    assert by_lr[1000.0]["models"]["sparse"]["diverged"] is True
-    assert by_lr[0.05]["models"]["sparse"]["diverged"] is False
-    assert any("sparse acc diverged" in l for l in lines)
+    for name in ("sparse", "dense"):
+        bad = by_lr[1e30]["models"][name]
+        assert bad["diverged"] is True and bad["diverged_reason"] == "loss nan"
+        assert bad["test_accuracy"] is None
+        assert by_lr[0.05]["models"][name]["diverged"] is False
+    assert any("sparse acc diverged dense acc diverged" in l for l in lines)
     out = report.write_report(str(tmp_path / "div"), str(tmp_path / "rep"),
                               min_pairs=1)
-    assert "sparse: 1 diverged" in out["left_out"]
-    rows = report.correlation_table(out["sweep"])
-    assert {r["n"] for r in rows if r["model"] == "sparse"} == {1}
+    assert "sparse: 1 diverged; dense: 1 diverged" in out["left_out"]
+    assert "1 trial(s) without a matched sparse/dense pair" in out["left_out"]
+    assert {r["n"] for r in report.correlation_table(out["sweep"])} == {1}
+    _, _, cells = report.wilcoxon_cells(out["sweep"], min_pairs=1)
+    assert cells[("sgd", "NR")]["n"] == 1
 
 
 def test_finished_results_are_reused_not_rerun(tmp_path):
