@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras_egf import layers as layers_lib
 from keras_egf.gradient_flow import gradient_flow, layer_norms
 
-MEASURES = ("gf_1", "gf_2", "egf_1", "egf_2")
+from keras_egf.model import GRADIENT_FLOW_METRICS as MEASURES
 
 
 def evaluation_epochs(epochs, num_points):

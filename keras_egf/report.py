@@ -25,8 +25,9 @@ import numpy as np
 
 from keras_egf.architectures import ACTIVATIONS
 from keras_egf.experiment import OPTIMIZERS
+from keras_egf.model import GRADIENT_FLOW_METRICS
 
-MEASURES = ("gf_1", "gf_2", "egf_1", "egf_2")
+MEASURES = GRADIENT_FLOW_METRICS  # gf_1, gf_2, egf_1, egf_2
 MEASURE_LABELS = {"gf_1": "gf_1", "gf_2": "gf_2", "egf_1": "EGF_1", "egf_2": "EGF_2"}
 TARGETS = ("test_loss", "test_accuracy")
 TARGET_LABELS = {"test_loss": "test loss", "test_accuracy": "test accuracy"}

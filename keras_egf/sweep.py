@@ -22,10 +22,11 @@ import time
 import keras_tuner
 
 from keras_egf import experiment
+from keras_egf.model import GRADIENT_FLOW_METRICS
 
 METRICS = tuple(f"{model}_{name}" for model in ("sparse", "dense")
-                for name in ("test_accuracy", "test_loss", "average_gf_1",
-                             "average_gf_2", "average_egf_1", "average_egf_2")
+                for name in ("test_accuracy", "test_loss") + tuple(
+                    f"average_{m}" for m in GRADIENT_FLOW_METRICS)
                 ) + ("sparse_minus_dense_accuracy",)
 GRID_FILE = "grid.json"
 
@@ -44,7 +45,7 @@ def trial_metrics(results):
         out[f"{name}_test_accuracy"] = float(acc) if acc is not None else 0.0
         out[f"{name}_test_loss"] = float(loss) if loss is not None else 1e9
         average = r.get("average") or {}
-        for measure in ("gf_1", "gf_2", "egf_1", "egf_2"):
+        for measure in GRADIENT_FLOW_METRICS:
             value = average.get(measure)
             out[f"{name}_average_{measure}"] = float(value) if value is not None else 0.0
     out["sparse_minus_dense_accuracy"] = (

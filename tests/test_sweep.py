@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -57,7 +56,7 @@ def _point(config, axes):
     return tuple(sorted(value.items()))
 
 
-def test_four_trial_sweep_and_report_match_scipy(tmp_path):
+def test_four_trial_sweep_and_report_match_scipy(tmp_path, free_port):
     grid = _grid_file(tmp_path, {"activation": ["relu", "swish"]},
                       optimizer="adam", learning_rate=0.01)
     out = tmp_path / "sweep"
@@ -116,7 +115,7 @@ def test_four_trial_sweep_and_report_match_scipy(tmp_path):
         assert hparams["seed"].number_value == results["config"]["seed"]
         assert "sparse_test_accuracy" in acc.Tags()["tensors"]
     # ... and a real TensorBoard's HParams dashboard lists the 4 sessions.
-    experiment, groups = _hparams_dashboard(out)
+    experiment, groups = _hparams_dashboard(out, free_port)
     assert sorted(h["name"] for h in experiment["hparamInfos"]) == ["activation", "seed"]
     shown = {(g["hparams"]["activation"], g["hparams"]["seed"]):
              {m["name"]["tag"]: m["value"] for m in g["metricValues"]}
@@ -130,11 +129,10 @@ def test_four_trial_sweep_and_report_match_scipy(tmp_path):
             results["models"]["dense"]["average"]["egf_2"], rel=1e-6)
 
 
-def _hparams_dashboard(logdir):
+def _hparams_dashboard(logdir, port):
     """(experiment, session groups) from a TensorBoard's HParams plugin."""
     import urllib.request
 
-    port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir",
                              str(logdir), "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -229,17 +227,11 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     assert sorted(_results(out)) == ["trial_0", "trial_1"]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_chief_and_two_workers_run_every_point_once(tmp_path):
+def test_chief_and_two_workers_run_every_point_once(tmp_path, free_port):
     axes = {"optimizer": ["sgd", "adam"], "activation": ["relu", "swish"]}
     grid = _grid_file(tmp_path, axes, epochs=1, egf_points=1)
     out = tmp_path / "sweep"
-    port = str(_free_port())
+    port = str(free_port)
     common = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
     procs = {}
     try:

@@ -1,6 +1,5 @@
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -60,15 +59,9 @@ def test_binary_end_to_end_writes_results_and_png(finished_run):
     assert "SC-SDC mnist5k: sparse: test acc" in proc.stdout
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_tensorboard_serves_egf_series(finished_run):
+def test_tensorboard_serves_egf_series(finished_run, free_port):
     out, _ = finished_run
-    port = _free_port()
+    port = free_port
     proc = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir",
          str(out / "tensorboard"), "--host", "127.0.0.1", "--port", str(port)],

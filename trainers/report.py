@@ -18,6 +18,8 @@ import sys
 from absl import app
 from absl import flags
 
+from keras_egf.model import GRADIENT_FLOW_METRICS
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep_dir", None, "The sweep's --output_dir (or any folder "
                     "holding results.json files).")
@@ -25,7 +27,7 @@ flags.DEFINE_string("output_dir", None, "Where the report goes "
                     "(default: SWEEP_DIR/report).")
 flags.DEFINE_integer("min_pairs", 5, "Fewest matched pairs for a Wilcoxon cell; "
                      "cells with fewer show n<min_pairs.")
-flags.DEFINE_enum("width_measure", "egf_2", ["gf_1", "gf_2", "egf_1", "egf_2"],
+flags.DEFINE_enum("width_measure", "egf_2", list(GRADIENT_FLOW_METRICS),
                   "Measure plotted against dense width.")
 flags.mark_flag_as_required("sweep_dir")
 flags.register_validator("min_pairs", lambda v: v is not None and v >= 1,
