@@ -14,8 +14,10 @@ from keras_egf.capacity import (
     same_capacity_plan,
 )
 from keras_egf.gradient_flow import (
+    GRADIENT_FLOW_METRICS,
     effective_gradient_flow,
     gradient_flow,
+    gradient_flow_measures,
     layer_norms,
     masked_gradients,
 )

@@ -8,9 +8,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_egf import layers as layers_lib
-from keras_egf.gradient_flow import gradient_flow, layer_norms
-
-from keras_egf.model import GRADIENT_FLOW_METRICS as MEASURES
+from keras_egf import model as model_lib
+from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS as MEASURES
+from keras_egf.gradient_flow import gradient_flow_measures, masked_gradients
 
 
 def evaluation_epochs(epochs, num_points):
@@ -33,51 +33,99 @@ def evaluation_epochs(epochs, num_points):
     return [i * (epochs - 1) // (num_points - 1) for i in range(num_points)]
 
 
-def gradient_flow_on_batches(model, batches, loss_fn=None):
-    """gf/EGF of `model` for the mean loss over `batches` (one accumulated
-    gradient with respect to the effective kernels, pruned positions
-    included). Returns {measure: float, "layers": {name: {...}}}.
+def objective_kernel_gradients(model, x, y, sample_weight=None):
+    """g_l of the training objective on one batch, with no side effects.
+
+    The objective is the one the optimizer minimises: the compiled loss
+    (whatever form `compile` got it in, string or object) plus `model.losses`
+    (weight regularisation, `add_loss`). The model runs in training mode
+    (BatchNorm with the batch's statistics, as in the training step) inside a
+    `keras.StatelessScope`, so moving statistics, RNG state and metrics are
+    left as they were. The gradients are taken with respect to the effective
+    kernels (pruned positions included), unscaled: under a loss-scaling
+    optimizer (mixed precision) the loss is scaled to keep float16 gradients
+    from underflowing and the gradients are divided back.
+
+    Returns one gradient per `keras_egf.prunable_layers(model)` layer.
     """
-    loss_fn = loss_fn or model.loss
     layers = layers_lib.prunable_layers(model)
-    kernels = [l.kernel for l in layers]
-    masks = [l.mask if layers_lib.is_masked_layer(l) else None for l in layers]
-    total = sum(int(tf.shape(x)[0]) for x, _ in batches)
-    accumulated = [tf.zeros(k.shape, k.dtype) for k in kernels]
-    strategy = tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
-    # Keras losses divide by the replica count under a tf.distribute strategy.
-    unscale = replicas if isinstance(loss_fn, keras.losses.Loss) else 1
-
-    def batch_gradients(x, y):
+    trainable = list(model.trainable_variables)
+    index = {id(v): i for i, v in enumerate(trainable)}
+    frozen = [l.name for l in layers if id(l.kernel) not in index]
+    if frozen:
+        raise ValueError(
+            f"Gradient flow needs trainable kernels; layers {frozen} of model "
+            f"{model.name!r} are frozen (trainable=False).")
+    values = [tf.identity(v.value) for v in trainable]
+    state = [(v, tf.identity(v.value)) for v in
+             list(model.non_trainable_variables) + list(model.metrics_variables)]
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    scale = model_lib.loss_scale(getattr(model, "optimizer", None), tf.float32)
+    scale = 1.0 if scale is None else float(scale)
+    while True:
         with tf.GradientTape() as tape:
-            with layers_lib.effective_kernel_gradients(
-                    layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH):
-                y_pred = model(x, training=False)
-            loss = loss_fn(y, y_pred) * unscale
-        return tape.gradient(loss, kernels)
+            tape.watch(values)
+            with keras.StatelessScope(
+                    state_mapping=list(zip(trainable, values)) + state,
+                    collect_losses=True):
+                with layers_lib.effective_kernel_gradients(
+                        layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH):
+                    y_pred = model(x, training=True)
+                loss = model._compute_loss(
+                    x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                    training=True)
+            # Keras divides losses by the replica count under tf.distribute.
+            loss = tf.cast(loss, tf.float32) * float(replicas) * scale
+        grads = tape.gradient(loss, [values[index[id(l.kernel)]] for l in layers])
+        grads = [tf.cast(g, tf.float32) / scale for g in grads]
+        finite = all(bool(tf.reduce_all(tf.math.is_finite(g))) for g in grads)
+        if finite or scale <= 1.0 or not tf.math.is_finite(loss / scale):
+            return grads
+        scale /= 2.0  # float16 overflow under this scale: retry, as the
+        # loss-scaling optimizer would.
 
-    for x, y in batches:
-        if replicas > 1 and tf.distribute.in_cross_replica_context():
+
+def gradient_flow_on_batches(model, batches):
+    """gf/EGF of `model`'s training objective on a fixed batch set.
+
+    One gradient of the mean objective over all examples of `batches` (each
+    batch's gradient weighted by its size; see `objective_kernel_gradients`),
+    then the measures of `keras_egf.gradient_flow.gradient_flow_measures`:
+    the norm of the mean gradient ("fixed-batch" scale), smaller than the
+    mean of per-batch norms that the training step reports.
+
+    Returns {measure: float, "layers": {name: {"egf_1": .., "egf_2": ..}}}.
+    """
+    layers = layers_lib.prunable_layers(model)
+    masks = [l.mask if layers_lib.is_masked_layer(l) else None for l in layers]
+    batches = [tuple(b) for b in batches]
+    total = sum(int(tf.shape(tf.nest.flatten(b[0])[0])[0]) for b in batches)
+    strategy = tf.distribute.get_strategy()
+    accumulated = None
+    for batch in batches:
+        x, y = batch[0], batch[1]
+        sample_weight = batch[2] if len(batch) > 2 else None
+        if (strategy.num_replicas_in_sync > 1
+                and tf.distribute.in_cross_replica_context()):
             # Mirrored variables are read inside a replica: every replica
             # computes the whole fixed batch; replica 0's result is kept.
-            per_replica = strategy.run(batch_gradients, args=(x, y))
-            grads = [strategy.experimental_local_results(g)[0] for g in per_replica]
+            per_replica = strategy.run(objective_kernel_gradients,
+                                       args=(model, x, y, sample_weight))
+            grads = [strategy.experimental_local_results(g)[0]
+                     for g in per_replica]
         else:
-            grads = batch_gradients(x, y)
-        weight = float(tf.shape(x)[0]) / total
-        accumulated = [a + weight * g for a, g in zip(accumulated, grads)]
-    masked = [g if m is None else g * tf.cast(m, g.dtype)
-              for g, m in zip(accumulated, masks)]
-    l1, l2 = layer_norms(masked, 1).numpy(), layer_norms(masked, 2).numpy()
-    result = {
-        "gf_1": float(gradient_flow(accumulated, 1)),
-        "gf_2": float(gradient_flow(accumulated, 2)),
-        "egf_1": float(np.mean(l1)),
-        "egf_2": float(np.mean(l2)),
-        "layers": {l.name: {"egf_1": float(a), "egf_2": float(b)}
-                   for l, a, b in zip(layers, l1, l2)},
-    }
+            grads = objective_kernel_gradients(model, x, y, sample_weight)
+        weight = float(tf.shape(tf.nest.flatten(x)[0])[0]) / total
+        weighted = [weight * g for g in grads]
+        accumulated = weighted if accumulated is None else [
+            a + g for a, g in zip(accumulated, weighted)]
+    values = gradient_flow_measures(
+        accumulated, masked_gradients(accumulated, masks), per_layer=True)
+    result = {m: float(values[m]) for m in MEASURES}
+    result["layers"] = {
+        l.name: {"egf_1": float(a), "egf_2": float(b)}
+        for l, a, b in zip(layers, values["layers_egf_1"].numpy(),
+                           values["layers_egf_2"].numpy())}
     return result
 
 

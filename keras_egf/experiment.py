@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from keras_egf.model import DEFAULT_GRADIENT_FLOW_EVERY
+
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
 REGULARIZERS = ("l2", "da", "sc", "bn")
 MODEL_CHOICES = ("both", "sparse", "dense")
@@ -42,6 +44,7 @@ class ComparisonConfig:
     egf_points: int = 5
     egf_batches: int = 4
     egf_data: str = "train"
+    gradient_flow_every: int = DEFAULT_GRADIENT_FLOW_EVERY
     data_dir: str = None
     jit_compile: bool = False
     models: str = "both"
@@ -81,7 +84,7 @@ class ComparisonConfig:
         if not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
             bad("weight_decay", "must be a finite number >= 0")
         for name in ("depth", "dense_width", "epochs", "batch_size",
-                     "egf_points", "egf_batches"):
+                     "egf_points", "egf_batches", "gradient_flow_every"):
             positive_int(name)
         m = self.sparse_width_multiplier
         if not isinstance(m, (int, float)) or not math.isfinite(m) or m < 1:
@@ -94,6 +97,19 @@ class ComparisonConfig:
         d = dataclasses.asdict(self)
         d["regularizers"] = list(self.regularizers)
         return d
+
+
+# What each gf/EGF number in results.json is (also in the README).
+GRADIENT_FLOW_SCALES = {
+    "history": "per-step measure: mean, over the epoch's measured training "
+               "steps (every gradient_flow_every-th step and the first of the "
+               "epoch), of the norms of each batch's gradient",
+    "egf_points": "fixed-batch measure: norms of the mean gradient of the "
+                  "training objective over a fixed batch set (egf_batches "
+                  "batches of the egf_data split) at egf_points epochs",
+    "average": "fixed-batch measure averaged over the egf_points epochs (the "
+               "paper's average EGF; what the report correlates)",
+}
 
 
 def make_optimizer(name, learning_rate, weight_decay=0.0):
@@ -199,7 +215,8 @@ def _build_pair(config, ds):
         config.sparse_width_multiplier, activation=config.activation,
         seed=config.seed, batch_norm="bn" in regs,
         skip_connections="sc" in regs,
-        weight_decay=config.weight_decay if "l2" in regs else 0.0)
+        weight_decay=config.weight_decay if "l2" in regs else 0.0,
+        gradient_flow_every=config.gradient_flow_every)
 
 
 def _train_one(name, model, config, output_dir, verbose):
@@ -295,6 +312,7 @@ def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
                            "input_shape": list(ds.input_shape),
                            "num_classes": ds.num_classes},
                "replicas": strategy.num_replicas_in_sync if strategy else 1,
+               "gradient_flow_scales": GRADIENT_FLOW_SCALES,
                "models": {}}
     for name in names:
         model = pair.sparse if name == "sparse" else pair.dense

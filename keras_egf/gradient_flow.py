@@ -1,18 +1,26 @@
-"""Gradient flow measures (design.md section 2), as pure functions.
+"""Gradient flow measures, as pure functions on per-layer gradients.
 
 `grads` is a list of per-layer gradient tensors g_l taken with respect to the
 effective kernels W_l = theta_l * m_l (pruned positions included); `masks` the
 matching 0/1 masks (None for a layer with no mask, meaning all ones).
 
-- gradient_flow(grads, p)            = || concat(g_1, ..., g_L) ||_p
+- gradient_flow(grads, p)                  = || concat(g_1, ..., g_L) ||_p
 - effective_gradient_flow(grads, masks, p) = (1/L) sum_l || g_l * m_l ||_p
+- gradient_flow_measures(grads, masked)    = all four, by name
+  (`GRADIENT_FLOW_METRICS`: gf_1, gf_2, egf_1, egf_2)
 
-For a dense network (all masks one), EGF_1 == gf_1 / L.
+This module owns the measure names and the arithmetic: `MaskedModel`'s
+training step (per-step measure) and `keras_egf.callbacks.EGFCallback`
+(fixed-batch measure) both call `gradient_flow_measures`. For a dense network
+(all masks one), EGF_1 == gf_1 / L. All four measures are homogeneous of
+degree one in the gradients, so a loss scaled by s (mixed precision) gives
+measures scaled by s: divide the four scalars, not the gradients.
 """
 
 import tensorflow as tf
 
 SUPPORTED_NORMS = (1, 2)
+GRADIENT_FLOW_METRICS = ("gf_1", "gf_2", "egf_1", "egf_2")
 
 
 def _check_p(p):
@@ -51,16 +59,15 @@ def masked_gradients(grads, masks):
 def _pth_power_sum(g, p):
     g = _as_float(g)
     if p == 1:
-        return tf.reduce_sum(tf.abs(g))
-    return 2.0 * tf.nn.l2_loss(g)  # one fused kernel for sum(g**2)
+        return tf.cast(tf.reduce_sum(tf.abs(g)), tf.float32)
+    return tf.cast(2.0 * tf.nn.l2_loss(g), tf.float32)  # fused sum(g**2)
 
 
 def layer_norms(grads, p):
     """Returns a vector of the per-layer norms ||g_l||_p."""
     _check_p(p)
     _check_grads(grads)
-    sums = [_pth_power_sum(g, p) for g in grads]
-    norms = tf.stack([tf.cast(s, tf.float32) for s in sums])
+    norms = tf.stack([_pth_power_sum(g, p) for g in grads])
     return norms if p == 1 else tf.sqrt(norms)
 
 
@@ -68,7 +75,7 @@ def gradient_flow(grads, p=2):
     """Plain gradient flow ||concat(grads)||_p, pruned positions included."""
     _check_p(p)
     _check_grads(grads)
-    total = tf.add_n([tf.cast(_pth_power_sum(g, p), tf.float32) for g in grads])
+    total = tf.add_n([_pth_power_sum(g, p) for g in grads])
     return total if p == 1 else tf.sqrt(total)
 
 
@@ -79,3 +86,31 @@ def effective_gradient_flow(grads, masks=None, p=2):
     if masks is not None:
         grads = masked_gradients(grads, masks)
     return tf.reduce_mean(layer_norms(grads, p))
+
+
+def gradient_flow_measures(grads, masked_grads, per_layer=False):
+    """gf_1, gf_2 (from `grads`) and egf_1, egf_2 (from `masked_grads`).
+
+    Args:
+        grads: per-layer gradients g_l with respect to the effective kernels.
+        masked_grads: the same gradients times their masks, g_l * m_l (the
+            training step already has them: they are what the optimizer
+            receives); `masked_gradients(grads, masks)` makes them.
+        per_layer: also return "layers_egf_1" / "layers_egf_2", the vectors
+            of per-layer norms ||g_l * m_l||_p whose means are egf_1 / egf_2.
+
+    Returns:
+        {name: float32 scalar tensor} keyed by `GRADIENT_FLOW_METRICS`.
+    """
+    _check_grads(grads, masked_grads)
+    layers_1 = layer_norms(masked_grads, 1)
+    layers_2 = layer_norms(masked_grads, 2)
+    measures = {
+        "gf_1": gradient_flow(grads, 1),
+        "gf_2": gradient_flow(grads, 2),
+        "egf_1": tf.reduce_mean(layers_1),
+        "egf_2": tf.reduce_mean(layers_2),
+    }
+    if per_layer:
+        measures.update(layers_egf_1=layers_1, layers_egf_2=layers_2)
+    return measures

@@ -26,7 +26,8 @@ _TYPES = {"dataset": str, "optimizer": str, "learning_rate": float,
           "dense_width": int, "sparse_width_multiplier": float,
           "activation": str, "epochs": int, "batch_size": int, "seed": int,
           "pruning": str, "egf_points": int, "egf_batches": int,
-          "egf_data": str, "data_dir": str, "jit_compile": bool, "models": str}
+          "egf_data": str, "gradient_flow_every": int, "data_dir": str,
+          "jit_compile": bool, "models": str}
 
 
 def parse_regularizers(label):

@@ -3,12 +3,28 @@ and reports gradient flow (gf_1, gf_2) and effective gradient flow
 (egf_1, egf_2) from the step's own backward pass.
 
 One backward pass yields g_l = dC/dW_l for every prunable layer l, W_l the
-effective kernel (see `keras_egf.layers.effective_kernel_gradients`). Then:
+effective kernel (see `keras_egf.layers.effective_kernel_gradients`), C the
+objective the optimizer minimises: the compiled loss plus `model.losses`
+(weight regularisation), BatchNorm with batch statistics. Then:
 - gf_p  = ||concat(g_1..g_L)||_p            (pruned positions included)
 - egf_p = (1/L) sum_l ||g_l * m_l||_p
+  (arithmetic: `keras_egf.gradient_flow.gradient_flow_measures`)
 - the optimizer receives g_l * m_l, so a pruned kernel entry that is 0 stays
   exactly 0 under SGD, momentum, Adagrad, RMSProp, Adam and AdamW's decoupled
   weight decay (every one of them maps (w=0, g=0, zero state) to w=0).
+
+Scale of the per-step measure: the value at a step is the norm of that
+batch's gradient; History holds the mean of these per-batch norms over the
+epoch's measured steps. (The fixed-batch measure of
+`keras_egf.callbacks.EGFCallback` is the norm of the mean gradient over a
+fixed batch set, a smaller number; both are legitimate, they are not
+interchangeable.)
+
+Mixed precision: under a loss-scaling optimizer (`mixed_float16` wraps the
+optimizer in `keras.optimizers.LossScaleOptimizer`) the tape's gradients are
+the scaled loss's; the measures are divided by the scale in force at that
+step, and a step whose scaled gradients overflowed (the optimizer skips it)
+is left out of the mean.
 
 Plain Dense/Conv2D layers count as prunable layers with an all-ones mask, so
 a dense twin reports the same measures (EGF_1 == gf_1 / L there).
@@ -17,11 +33,22 @@ a dense twin reports the same measures (EGF_1 == gf_1 / L there).
 import keras
 import tensorflow as tf
 
-from keras_egf.gradient_flow import gradient_flow, layer_norms
 from keras_egf import layers as layers_lib
+from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS, gradient_flow_measures
 
-GRADIENT_FLOW_METRICS = ("gf_1", "gf_2", "egf_1", "egf_2")
-_OPTIONS = ("track_gradient_flow", "mask_product")
+_OPTIONS = ("track_gradient_flow", "mask_product", "gradient_flow_every")
+# Measured with `python -m benchmarks` (benchmarks/RESULTS.md): the smallest
+# interval whose tracking cost stays within 3 % in both jit modes.
+DEFAULT_GRADIENT_FLOW_EVERY = 1
+
+
+def _check_every(every):
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(
+            "gradient_flow_every must be an integer >= 1. "
+            f"Received: gradient_flow_every={every!r}"
+        )
+    return every
 
 
 @keras.saving.register_keras_serializable(package="keras_egf")
@@ -31,13 +58,24 @@ class MaskedModel(keras.Model):
     Build it like a functional model, `MaskedModel(inputs, outputs)`, or wrap
     an existing functional/Sequential model with `MaskedModel.wrap(model)`.
 
+    Every entry point sees the effective kernel kernel * mask: `evaluate`,
+    `predict` and `__call__` multiply by the mask; the training step too,
+    except on the fast path below.
+
     Args:
-        track_gradient_flow: report gf_1, gf_2, egf_1, egf_2 per training step
-            (per-epoch means in History, the progress bar and TensorBoard).
-        mask_product: how the training step forms the effective kernel,
-            `"identity"` (default: reads the kernel, which is exactly 0 at
-            pruned positions; fastest) or `"straight_through"` (multiplies
-            kernel by mask in the forward pass). Both give the same values.
+        track_gradient_flow: report gf_1, gf_2, egf_1, egf_2 from the training
+            step's own gradients (per-epoch means of per-batch norms in
+            History, the progress bar and TensorBoard).
+        gradient_flow_every: measure on every N-th optimizer step (and on the
+            first step of each epoch, so an epoch always has a value); the
+            measured steps' values are exact. 1 measures every step.
+        mask_product: how the training step forms the effective kernel.
+            `"identity"` (default): inside `fit` and `train_on_batch`, which
+            first zero every pruned kernel entry, the step reads the kernel
+            as is (equal to kernel * mask there, one product per layer and
+            step saved); a `train_step` called from anywhere else (a custom
+            loop) multiplies by the mask. `"straight_through"`: always
+            multiply. Both give the same values.
     """
 
     def __init__(self, *args, **kwargs):
@@ -49,6 +87,7 @@ class MaskedModel(keras.Model):
         self,
         track_gradient_flow=True,
         mask_product=layers_lib.MASK_PRODUCT_IDENTITY,
+        gradient_flow_every=DEFAULT_GRADIENT_FLOW_EVERY,
     ):
         allowed = (
             layers_lib.MASK_PRODUCT_IDENTITY,
@@ -60,7 +99,9 @@ class MaskedModel(keras.Model):
                 f"Received: mask_product={mask_product!r}"
             )
         self.track_gradient_flow = bool(track_gradient_flow)
+        self.gradient_flow_every = _check_every(gradient_flow_every)
         self.mask_product = mask_product
+        self._kernels_zeroed = False  # True while fit/train_on_batch run.
         if self.track_gradient_flow and not hasattr(self, "gf_1_tracker"):
             for name in GRADIENT_FLOW_METRICS:
                 setattr(self, f"{name}_tracker", keras.metrics.Mean(name=name))
@@ -83,6 +124,7 @@ class MaskedModel(keras.Model):
         config = super().get_config()
         config["track_gradient_flow"] = self.track_gradient_flow
         config["mask_product"] = self.mask_product
+        config["gradient_flow_every"] = self.gradient_flow_every
         return config
 
     @classmethod
@@ -111,16 +153,36 @@ class MaskedModel(keras.Model):
             if layers_lib.is_masked_layer(layer):
                 layer.apply_mask_to_kernel()
 
-    def fit(self, *args, **kwargs):
-        # The "identity" mask product relies on pruned kernel entries being
-        # 0; re-establish that once per fit, in case weights were assigned.
+    def _with_zeroed_kernels(self, method, *args, **kwargs):
+        # Within these calls only the training step writes the kernels, with
+        # masked gradients: pruned entries zeroed here stay 0, so the step
+        # may read the kernel as the effective kernel.
         self.enforce_masks()
-        return super().fit(*args, **kwargs)
+        previous, self._kernels_zeroed = self._kernels_zeroed, True
+        try:
+            return method(*args, **kwargs)
+        finally:
+            self._kernels_zeroed = previous
+
+    def fit(self, *args, **kwargs):
+        return self._with_zeroed_kernels(super().fit, *args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        return self._with_zeroed_kernels(super().train_on_batch, *args, **kwargs)
+
+    def _step_mask_product(self):
+        # Read when the step is traced: fit/train_on_batch trace Keras's
+        # train_function inside _with_zeroed_kernels; a custom loop calling
+        # train_step traces it outside, and gets the multiplying mode.
+        if (self.mask_product == layers_lib.MASK_PRODUCT_IDENTITY
+                and self._kernels_zeroed):
+            return layers_lib.MASK_PRODUCT_IDENTITY
+        return layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            with layers_lib.effective_kernel_gradients(self.mask_product):
+            with layers_lib.effective_kernel_gradients(self._step_mask_product()):
                 y_pred = self(x, training=True)
             loss = self._compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
@@ -130,7 +192,8 @@ class MaskedModel(keras.Model):
             self._loss_tracker.update_state(
                 _unscale_for_distribution(loss), sample_weight=batch_size
             )
-            if self.optimizer is not None:
+            scale = loss_scale(self.optimizer, loss.dtype)
+            if scale is not None:
                 loss = self.optimizer.scale_loss(loss)
 
         weights = self.trainable_weights
@@ -147,33 +210,62 @@ class MaskedModel(keras.Model):
                 grads[i] = grads[i] * tf.cast(mask, grads[i].dtype)
             masked.append(grads[i])
             masks.append(mask)
+        step = tf.identity(self.optimizer.iterations)  # before apply
         self.optimizer.apply_gradients(zip(grads, weights))
 
         if self.track_gradient_flow and kernel_grads:
-            replica = tf.distribute.get_replica_context()
-            if replica is not None and replica.num_replicas_in_sync > 1:
-                # Each replica holds its share of the batch gradient (the
-                # loss is scaled by 1/replicas): the measures need the sum.
-                kernel_grads = replica.all_reduce(
-                    tf.distribute.ReduceOp.SUM, kernel_grads)
-                masked = [g if m is None else g * tf.cast(m, g.dtype)
-                          for g, m in zip(kernel_grads, masks)]
-            self._update_gradient_flow(kernel_grads, masked)
+            def measure():
+                self._update_gradient_flow(kernel_grads, masked, masks, scale)
+                return tf.constant(True)
+
+            if self.gradient_flow_every == 1:
+                measure()
+            else:
+                due = tf.logical_or(
+                    tf.equal(step % self.gradient_flow_every, 0),
+                    tf.equal(self.gf_1_tracker.count, 0.0))
+                tf.cond(due, measure, lambda: tf.constant(False))
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _update_gradient_flow(self, kernel_grads, masked):
-        values = {
-            "gf_1": gradient_flow(kernel_grads, p=1),
-            "gf_2": gradient_flow(kernel_grads, p=2),
-            "egf_1": tf.reduce_mean(layer_norms(masked, p=1)),
-            "egf_2": tf.reduce_mean(layer_norms(masked, p=2)),
-        }
+    def _update_gradient_flow(self, kernel_grads, masked, masks, scale):
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            # Each replica holds its share of the batch gradient (the loss
+            # is scaled by 1/replicas): the measures need the sum.
+            kernel_grads = replica.all_reduce(
+                tf.distribute.ReduceOp.SUM, kernel_grads)
+            masked = [g if m is None else g * tf.cast(m, g.dtype)
+                      for g, m in zip(kernel_grads, masks)]
+        values = gradient_flow_measures(kernel_grads, masked)
+        weight = None
+        if scale is not None:
+            values = {k: v / tf.cast(scale, v.dtype)
+                      for k, v in values.items()}
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                # An overflowing step is skipped by the optimizer: not a
+                # gradient training follows, so not counted.
+                weight = tf.cast(tf.math.is_finite(values["gf_1"]), tf.float32)
         for name, value in values.items():
-            getattr(self, f"{name}_tracker").update_state(value)
+            getattr(self, f"{name}_tracker").update_state(
+                value, sample_weight=weight)
 
     def test_step(self, data):
         logs = super().test_step(data)
         return {k: v for k, v in logs.items() if k not in GRADIENT_FLOW_METRICS}
+
+
+def loss_scale(optimizer, dtype=tf.float32):
+    """The factor `optimizer.scale_loss` multiplies the loss by, or None.
+
+    (LossScaleOptimizer's dynamic scale, or an optimizer's
+    `loss_scale_factor`.) Read before `apply_gradients`, which may change it.
+    """
+    if optimizer is None:
+        return None
+    if not (isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            or getattr(optimizer, "loss_scale_factor", None) is not None):
+        return None
+    return tf.identity(optimizer.scale_loss(tf.ones((), dtype)))
 
 
 def _unscale_for_distribution(loss):

@@ -25,7 +25,7 @@ import numpy as np
 
 from keras_egf.architectures import ACTIVATIONS
 from keras_egf.experiment import OPTIMIZERS
-from keras_egf.model import GRADIENT_FLOW_METRICS
+from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
 
 MEASURES = GRADIENT_FLOW_METRICS  # gf_1, gf_2, egf_1, egf_2
 MEASURE_LABELS = {"gf_1": "gf_1", "gf_2": "gf_2", "egf_1": "EGF_1", "egf_2": "EGF_2"}
@@ -376,7 +376,14 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
         _left_out_text(sweep), "",
         "## Kendall's τ between gradient flow (averaged over training) and "
         "test performance", "",
-        "Each cell: τ (sign kept), p-value, n models.", "", table, "",
+        "Each cell: τ (sign kept), p-value, n models.", "",
+        "Measure scale: the fixed-batch measure of the EGF callback, i.e. the "
+        "norm of the mean gradient of the training objective over a fixed "
+        "batch set (`egf_batches` batches from the `egf_data` split), taken "
+        "at `egf_points` evenly spread epochs and averaged over those points "
+        "(the paper's \"average EGF\"). Not the per-step measure of the "
+        "training history (mean of per-batch norms), which is larger.", "",
+        table, "",
         "Spearman's ρ, same layout:", "", correlation_markdown(corr, "spearman"), "",
         "For reference, the paper's |correlation| on Fashion-MNIST MLPs "
         "(Tessera et al.; 600 MLPs × 500 epochs, design.md §5):", "",

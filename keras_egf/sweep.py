@@ -22,7 +22,7 @@ import time
 import keras_tuner
 
 from keras_egf import experiment
-from keras_egf.model import GRADIENT_FLOW_METRICS
+from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
 
 METRICS = tuple(f"{model}_{name}" for model in ("sparse", "dense")
                 for name in ("test_accuracy", "test_loss") + tuple(

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 import keras_egf as ke
+from reference import effective_twin, reference_measures
 
 OPTIMIZERS = {
     "sgd": lambda: keras.optimizers.SGD(0.1),
@@ -21,6 +22,7 @@ def _data(n=64, d=12, k=3, seed=0):
 
 
 def _sparse_mlp(seed=0, **options):
+    options.setdefault("gradient_flow_every", 1)
     model = ke.build_mlp((12,), [16, 16], 3, activation="relu", seed=seed,
                          **options)
     ke.prune(model, 0.8, seed=seed)
@@ -136,7 +138,8 @@ def test_history_matches_independent_per_step_recomputation(mask_product):
 
 
 def test_dense_model_reports_egf1_equal_gf1_over_layers():
-    model = ke.build_mlp((12,), [16, 16], 3, masked=False, seed=1)
+    model = ke.build_mlp((12,), [16, 16], 3, masked=False, seed=1,
+                         gradient_flow_every=1)
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss=_loss())
     x, y = _data(n=32)
     history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
@@ -165,3 +168,110 @@ def test_fit_reestablishes_zero_kernel_after_direct_assignment():
     model.compile(optimizer="sgd", loss=_loss())
     model.fit(*_data(n=16), epochs=1, verbose=0)
     assert np.all(layer.kernel.numpy()[layer.mask.numpy() == 0] == 0.0)
+
+
+def _reference_per_step(model, x, y, batch):
+    """Callback recording the twin-recomputed measures before each step."""
+    per_step = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_train_batch_begin(self, step, logs=None):
+            start = (step * batch) % len(x)
+            sl = slice(start, start + batch)
+            per_step.append(reference_measures(
+                model, [(x[sl], y[sl])], input_shape=(12,),
+                hidden_widths=[16, 16], num_classes=3))
+
+    return per_step, Snapshot()
+
+
+def test_gradient_flow_every_n_steps_measures_exactly_those_steps():
+    model = _sparse_mlp(seed=2, gradient_flow_every=3)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=_loss())
+    x, y = _data(n=80, seed=6)
+    per_step, snapshot = _reference_per_step(model, x, y, batch=8)
+    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False,
+                        verbose=0, callbacks=[snapshot])
+    assert len(per_step) == 20
+    # Epoch 0: optimizer steps 0, 3, 6, 9; epoch 1: its first step (10,
+    # so that every epoch has a value), then 12, 15, 18.
+    for epoch, steps in enumerate([(0, 3, 6, 9), (10, 12, 15, 18)]):
+        for key in ke.GRADIENT_FLOW_METRICS:
+            expected = np.mean([per_step[s][key] for s in steps])
+            np.testing.assert_allclose(history.history[key][epoch], expected,
+                                       rtol=1e-5, err_msg=f"{key} {epoch}")
+    config = model.get_config()
+    assert config["gradient_flow_every"] == 3
+    assert ke.MaskedModel.from_config(config).gradient_flow_every == 3
+    with pytest.raises(ValueError, match="gradient_flow_every=0"):
+        _sparse_mlp(gradient_flow_every=0)
+
+
+def _dense_weights_into(model):
+    """Loads a dense checkpoint's weights: pruned kernel entries non-zero."""
+    rng = np.random.default_rng(7)
+    weights = [rng.normal(size=w.shape).astype("float32") if "mask" not in w.path
+               else w.numpy() for w in model.weights]
+    model.set_weights(weights)
+    layer = ke.prunable_layers(model)[0]
+    assert np.any(layer.kernel.numpy()[layer.mask.numpy() == 0] != 0)
+
+
+def _effective_loss(model, x, y):
+    twin = effective_twin(model, input_shape=(12,), hidden_widths=[16, 16],
+                          num_classes=3)
+    return float(_loss()(y, twin(x))), twin(x).numpy()
+
+
+@pytest.mark.parametrize("mask_product", ["identity", "straight_through"])
+def test_every_entry_point_sees_kernel_times_mask(mask_product):
+    x, y = _data(n=32, seed=8)
+    model = _sparse_mlp(seed=1, mask_product=mask_product)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=_loss())
+    _dense_weights_into(model)
+    expected_loss, expected_out = _effective_loss(model, x, y)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected_out,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), expected_loss,
+                               rtol=1e-5)
+    # A custom loop calling train_step directly (no fit, no re-zeroing).
+    step = tf.function(model.train_step)
+    logs = step((tf.constant(x), tf.constant(y)))
+    np.testing.assert_allclose(float(logs["loss"]), expected_loss, rtol=1e-5)
+    expected = reference_measures(model, [(x, y)], input_shape=(12,),
+                                  hidden_widths=[16, 16], num_classes=3)
+    np.testing.assert_allclose(float(logs["gf_2"]), expected["gf_2"], rtol=1e-5)
+    np.testing.assert_allclose(float(logs["egf_1"]), expected["egf_1"], rtol=1e-5)
+    # train_on_batch after loading dense weights again.
+    _dense_weights_into(model)
+    expected_loss, _ = _effective_loss(model, x, y)
+    loss = model.train_on_batch(x, y, return_dict=True)["loss"]
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
+    for layer in ke.prunable_layers(model):
+        assert np.all(layer.kernel.numpy()[layer.mask.numpy() == 0] == 0.0)
+    # fit after loading dense weights.
+    _dense_weights_into(model)
+    expected_loss, _ = _effective_loss(model, x, y)
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    np.testing.assert_allclose(history.history["loss"][0], expected_loss,
+                               rtol=1e-5)
+
+
+def test_custom_loop_keeps_pruned_weights_out_of_training():
+    x, y = _data(n=32, seed=9)
+    model = _sparse_mlp(seed=3)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=_loss())
+    _dense_weights_into(model)
+    pruned = {l.name: l.kernel.numpy()[l.mask.numpy() == 0].copy()
+              for l in ke.prunable_layers(model)}
+    step = tf.function(model.train_step)
+    for _ in range(5):
+        step((tf.constant(x), tf.constant(y)))
+    for layer in ke.prunable_layers(model):
+        # The optimizer never touched them (masked gradients) and the
+        # forward pass never used them (kernel * mask).
+        np.testing.assert_array_equal(
+            layer.kernel.numpy()[layer.mask.numpy() == 0], pruned[layer.name])
+    expected_loss, _ = _effective_loss(model, x, y)
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), expected_loss,
+                               rtol=1e-5)

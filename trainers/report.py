@@ -18,7 +18,7 @@ import sys
 from absl import app
 from absl import flags
 
-from keras_egf.model import GRADIENT_FLOW_METRICS
+from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep_dir", None, "The sweep's --output_dir (or any folder "

@@ -41,6 +41,11 @@ flags.DEFINE_integer("egf_points", 5, "Epochs at which EGF is measured on a "
 flags.DEFINE_integer("egf_batches", 4, "Batches in the fixed EGF batch set.")
 flags.DEFINE_enum("egf_data", "train", experiment.EGF_DATA,
                   "Data of the fixed EGF batch set.")
+flags.DEFINE_integer(
+    "gradient_flow_every", experiment.DEFAULT_GRADIENT_FLOW_EVERY,
+    "Per-step gf/EGF (History, TensorBoard epoch_* scalars) on every N-th "
+    "training step and the first of each epoch (>= 1; 1 = every step). The "
+    "fixed-batch EGF points (--egf_points) are not affected.")
 flags.DEFINE_bool("jit_compile", False, "Compile training steps with XLA.")
 flags.DEFINE_enum("models", "both", experiment.MODEL_CHOICES, "Models to train.")
 flags.DEFINE_string("output_dir", "runs/train", "Where results go.")
@@ -59,6 +64,9 @@ flags.register_validator("dense_width", lambda v: v is not None and v >= 1,
                          message="--dense_width must be >= 1")
 flags.register_validator("epochs", lambda v: v is not None and v >= 1,
                          message="--epochs must be >= 1")
+flags.register_validator("gradient_flow_every",
+                         lambda v: v is not None and v >= 1,
+                         message="--gradient_flow_every must be >= 1")
 flags.register_validator(
     "regularizers",
     lambda v: all(r in experiment.REGULARIZERS for r in v if r),
@@ -82,6 +90,7 @@ def config_from_flags():
         batch_size=FLAGS.batch_size, seed=FLAGS.seed, pruning=FLAGS.pruning,
         egf_points=FLAGS.egf_points, egf_batches=FLAGS.egf_batches,
         egf_data=FLAGS.egf_data, data_dir=FLAGS.data_dir,
+        gradient_flow_every=FLAGS.gradient_flow_every,
         jit_compile=FLAGS.jit_compile, models=FLAGS.models).validate()
 
 
