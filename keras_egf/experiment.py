@@ -7,15 +7,20 @@ it also writes atomically to `output_dir/results.json`.
 """
 
 import dataclasses
-import json
 import math
 import os
 import platform
-import tempfile
 import time
+import warnings
 
 import numpy as np
 
+from keras_egf.files import (  # noqa: F401  (re-exported)
+    check_output_dir,
+    finite_or_none,
+    write_json_atomic,
+    write_text_atomic,
+)
 from keras_egf.model import DEFAULT_GRADIENT_FLOW_EVERY
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
@@ -143,46 +148,6 @@ def versions():
             "numpy": np.__version__, "platform": platform.platform()}
 
 
-def finite_or_none(value):
-    """JSON-safe number: NaN/Inf become None."""
-    if isinstance(value, (list, tuple)):
-        return [finite_or_none(v) for v in value]
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def _write_atomic(path, write):
-    folder = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json_atomic(path, obj):
-    """Writes JSON to a temp file in the same folder, then renames it."""
-    _write_atomic(path, lambda f: json.dump(
-        finite_or_none(obj), f, indent=2, sort_keys=True, allow_nan=False))
-
-
-def write_text_atomic(path, text):
-    """Writes text to a temp file in the same folder, then renames it."""
-    _write_atomic(path, lambda f: f.write(text))
-
-
 def mask_digests(model):
     """{layer name: sha256 of its mask bytes} for masked layers."""
     import hashlib
@@ -191,19 +156,6 @@ def mask_digests(model):
 
     return {name: hashlib.sha256(np.ascontiguousarray(m).tobytes()).hexdigest()
             for name, m in get_masks(model).items()}
-
-
-def check_output_dir(output_dir):
-    """Creates `output_dir` and checks it is writable (ValueError if not)."""
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=output_dir)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise ValueError(
-            f"output_dir={output_dir!r}: cannot be written ({e.strerror or e})"
-        ) from None
 
 
 def _build_pair(config, ds):
@@ -300,6 +252,17 @@ def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
     keras.utils.set_random_seed(config.seed)
     ds = data.make_datasets(config.dataset, batch_size=config.batch_size,
                             seed=config.seed, data_dir=config.data_dir)
+    if "sc" in config.regularizers and config.depth == 1:
+        warnings.warn(
+            "regularizers include sc at depth=1: skip connections join "
+            "equal-width hidden layers, so a 1-hidden-layer MLP has none and "
+            "this run equals the one without sc", stacklevel=2)
+    if config.batch_size > ds.num_train:
+        warnings.warn(
+            f"batch_size={config.batch_size} is larger than the training set "
+            f"of {config.dataset} ({ds.num_train} examples): every epoch is "
+            "one batch of all of them", stacklevel=2)
+
     def scope():
         return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
@@ -325,6 +288,27 @@ def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
         from keras_egf.plots import plot_comparison
         plot_comparison(results, os.path.join(output_dir, "comparison.png"))
     return finite_or_none(results)
+
+
+def run_comparison_into(config, output_dir, overwrite=False, verbose=1):
+    """`run_comparison` for a run's own folder (what `keras-egf-train` does).
+
+    Checks the config, the dataset and `output_dir` before creating
+    anything: a folder that already holds files is refused unless
+    `overwrite`. The run writes into a hidden staging folder beside
+    `output_dir`, which replaces `output_dir` (and whatever an earlier run
+    left there) only once the run has finished; after an error or Ctrl-C
+    the staging folder is removed and `output_dir` is as it was.
+    """
+    from keras_egf import data
+    from keras_egf import files
+
+    config.validate()
+    data.check_available(config.dataset, config.data_dir)
+    files.check_fresh_output_dir(output_dir, overwrite=overwrite)
+    with files.staged_output_dir(output_dir) as staging:
+        results = run_comparison(config, staging, verbose=verbose)
+    return results
 
 
 def summary_line(results):

@@ -66,10 +66,8 @@ class Grid:
     objective: str = "sparse_test_accuracy"
 
     def size(self):
-        n = 1
-        for values in self.axes.values():
-            n *= len(values)
-        return n
+        """Number of grid points that run (`points()`)."""
+        return len(self.points())
 
     def config(self, values):
         """ComparisonConfig for one grid point (dict axis -> value)."""
@@ -99,11 +97,27 @@ class Grid:
                 "grid": {k: list(v) for k, v in self.axes.items()},
                 "objective": self.objective}
 
-    def points(self):
-        """Every grid point as a dict axis -> value, in grid order."""
+    def all_points(self):
+        """Every combination of the axes as a dict axis -> value, in order."""
         keys = list(self.axes)
         return [dict(zip(keys, combo))
                 for combo in itertools.product(*(self.axes[k] for k in keys))]
+
+    def _skip_without_effect(self, point):
+        settings = {**self.fixed, **point}
+        regs = parse_regularizers(settings.get("regularizers", ""))
+        return "sc" in regs and settings.get("depth", ComparisonConfig.depth) == 1
+
+    def points(self):
+        """The grid points that run, in grid order: every combination but
+        those with skip connections at depth 1 (see `skipped_points`)."""
+        return [p for p in self.all_points() if not self._skip_without_effect(p)]
+
+    def skipped_points(self):
+        """Combinations left out: skip connections join equal-width hidden
+        layers, so at depth 1 there is none and SC, SC_BN, ... would build
+        the same networks as NR, BN, ... and count their cells twice."""
+        return [p for p in self.all_points() if self._skip_without_effect(p)]
 
 
 def parse_grid(spec, source="grid"):
@@ -140,6 +154,9 @@ def parse_grid(spec, source="grid"):
     if objective not in OBJECTIVES:
         raise ValueError(f"{source}.objective: {objective!r} is not one of {list(OBJECTIVES)}")
     grid = Grid(spec["name"], dict(fixed), dict(axes), objective)
+    if not grid.points():
+        raise ValueError(f"{source}: every grid point has skip connections at "
+                         "depth 1, where there is no skip to add (use depth >= 2)")
     for point in grid.points():  # every point must be a valid config
         try:
             grid.config(point)

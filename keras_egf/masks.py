@@ -46,13 +46,42 @@ def masked_layers(model):
             if layers_lib.is_masked_layer(l)]
 
 
+def _check_exclude(model, exclude):
+    """Normalises `exclude` to a tuple of masked-layer names."""
+    if exclude is None:
+        return ()
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    exclude = tuple(exclude)
+    names = [l.name for l in masked_layers(model)]
+    unknown = [e for e in exclude if e not in names]
+    if unknown:
+        raise ValueError(
+            f"exclude names layers that are not masked layers of model "
+            f"{model.name!r}: {unknown}; masked layers: {names}")
+    return exclude
+
+
+def _check_seed(seed):
+    if seed is not None and (isinstance(seed, bool)
+                             or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise ValueError(
+            f"seed must be None or an integer >= 0. Received: seed={seed!r}")
+    return seed
+
+
 def layer_sparsities(model, sparsity, distribution="uniform", exclude=()):
     """{layer name: sparsity} for the model's masked layers."""
     shapes = {l.name: tuple(l.kernel.shape) for l in masked_layers(model)}
     if not shapes:
-        raise ValueError(f"Model {model.name!r} has no masked layers.")
+        plain = [l.name for l in layers_lib.prunable_layers(model)]
+        hint = (f" Its layers {plain} are plain Dense/Conv2D: build the model "
+                "with keras_egf.MaskedDense / MaskedConv2D (e.g. build_mlp("
+                "masked=True))." if plain else "")
+        raise ValueError(f"Model {model.name!r} has no masked layers.{hint}")
     fn = sparsity_distributions.get_distribution(distribution)
-    return fn(shapes, sparsity, exclude=tuple(exclude))
+    return fn(shapes, sparsity, exclude=_check_exclude(model, exclude))
 
 
 def random_masks(model, sparsity, distribution="uniform", seed=None,
@@ -61,7 +90,7 @@ def random_masks(model, sparsity, distribution="uniform", seed=None,
 
     The same seed gives the same masks. Excluded layers get all-ones masks.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     per_layer = layer_sparsities(model, sparsity, distribution, exclude)
     masks = {}
     for layer in masked_layers(model):
@@ -128,7 +157,11 @@ def get_pruning_method(name):
 
 def prune(model, sparsity, method="random", distribution="uniform", seed=None,
           exclude=()):
-    """Computes masks with `method` and applies them; returns the masks."""
+    """Computes masks with `method` and applies them; returns the masks.
+
+    `exclude`: a layer name or a list of names left dense (all-ones masks).
+    """
+    _check_seed(seed)
     masks = get_pruning_method(method)(
         model, sparsity, distribution=distribution, seed=seed, exclude=exclude
     )

@@ -66,9 +66,11 @@ class MaskedModel(keras.Model):
         track_gradient_flow: report gf_1, gf_2, egf_1, egf_2 from the training
             step's own gradients (per-epoch means of per-batch norms in
             History, the progress bar and TensorBoard).
-        gradient_flow_every: measure on every N-th optimizer step (and on the
-            first step of each epoch, so an epoch always has a value); the
-            measured steps' values are exact. 1 measures every step.
+        gradient_flow_every: in `fit`, measure on the epoch's steps 0, N,
+            2N, ... (so every epoch has a value; `train_on_batch` measures
+            every call); measured steps are exact, the others run the
+            untracked step and cost nothing extra. 1 measures every step.
+            A `train_step` called from your own loop always measures.
         mask_product: how the training step forms the effective kernel.
             `"identity"` (default): inside `fit` and `train_on_batch`, which
             first zero every pruned kernel entry, the step reads the kernel
@@ -102,6 +104,8 @@ class MaskedModel(keras.Model):
         self.gradient_flow_every = _check_every(gradient_flow_every)
         self.mask_product = mask_product
         self._kernels_zeroed = False  # True while fit/train_on_batch run.
+        self._calls_since_reset = 0
+        self.train_function = None  # options are read when it is made
         if self.track_gradient_flow and not hasattr(self, "gf_1_tracker"):
             for name in GRADIENT_FLOW_METRICS:
                 setattr(self, f"{name}_tracker", keras.metrics.Mean(name=name))
@@ -179,7 +183,46 @@ class MaskedModel(keras.Model):
             return layers_lib.MASK_PRODUCT_IDENTITY
         return layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH
 
+    def make_train_function(self, force=False):
+        """Keras's train function; with `gradient_flow_every` N > 1, two.
+
+        One compiled step measures, one does not; each call (one step, or
+        `steps_per_execution` steps) picks the measuring one when its index
+        since the last `reset_metrics` (epoch start, `train_on_batch`) is a
+        multiple of N. Unmeasured steps then run exactly the untracked step:
+        a conditional inside one compiled step would keep every gradient
+        alive (and, under XLA, materialised) on every step.
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        every = self.gradient_flow_every
+        if (not self.track_gradient_flow or every == 1
+                or not hasattr(self, "_make_function")):
+            super().make_train_function(force=True)
+            return self.train_function
+        measuring = self._make_function(self.train_step)
+        quiet = self._make_function(self._train_step_unmeasured)
+
+        def function(iterator):
+            due = self._calls_since_reset % every == 0
+            self._calls_since_reset += 1
+            return (measuring if due else quiet)(iterator)
+
+        self.train_function = function
+        return function
+
+    def reset_metrics(self):
+        super().reset_metrics()
+        self._calls_since_reset = 0
+
+    def _train_step_unmeasured(self, data):
+        return self._train_step(data, measure=False)
+
     def train_step(self, data):
+        """One training step; measures gf/EGF when tracking is on."""
+        return self._train_step(data, measure=self.track_gradient_flow)
+
+    def _train_step(self, data, measure):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             with layers_lib.effective_kernel_gradients(self._step_mask_product()):
@@ -210,21 +253,9 @@ class MaskedModel(keras.Model):
                 grads[i] = grads[i] * tf.cast(mask, grads[i].dtype)
             masked.append(grads[i])
             masks.append(mask)
-        step = tf.identity(self.optimizer.iterations)  # before apply
         self.optimizer.apply_gradients(zip(grads, weights))
-
-        if self.track_gradient_flow and kernel_grads:
-            def measure():
-                self._update_gradient_flow(kernel_grads, masked, masks, scale)
-                return tf.constant(True)
-
-            if self.gradient_flow_every == 1:
-                measure()
-            else:
-                due = tf.logical_or(
-                    tf.equal(step % self.gradient_flow_every, 0),
-                    tf.equal(self.gf_1_tracker.count, 0.0))
-                tf.cond(due, measure, lambda: tf.constant(False))
+        if measure and kernel_grads:
+            self._update_gradient_flow(kernel_grads, masked, masks, scale)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _update_gradient_flow(self, kernel_grads, masked, masks, scale):

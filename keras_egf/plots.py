@@ -5,6 +5,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from keras_egf.files import save_figure_atomic  # noqa: E402
+
 COLORS = {"sparse": "tab:red", "dense": "tab:blue"}
 
 
@@ -17,9 +19,13 @@ def plot_comparison(results, path):
         label = name
         if r.get("test_accuracy") is not None:
             label += f" (test acc {r['test_accuracy']:.3f})"
-        axes[0].plot(epochs, h.get("accuracy", []), color=color, label=label)
-        axes[1].plot(epochs, h.get("egf_2", []), color=color, label=f"{name} EGF_2")
-        axes[1].plot(epochs, h.get("gf_2", []), color=color, ls="--",
+        # Markers: a 1-epoch run has one point per curve, which a bare line
+        # would not draw.
+        axes[0].plot(epochs, h.get("accuracy", []), "o-", ms=3, color=color,
+                     label=label)
+        axes[1].plot(epochs, h.get("egf_2", []), "o-", ms=3, color=color,
+                     label=f"{name} EGF_2")
+        axes[1].plot(epochs, h.get("gf_2", []), "^--", ms=3, color=color,
                      label=f"{name} gf_2")
         pts = r.get("egf_points", [])
         axes[2].plot([p["epoch"] for p in pts], [p["egf_2"] for p in pts],
@@ -27,9 +33,10 @@ def plot_comparison(results, path):
         axes[2].plot([p["epoch"] for p in pts], [p["egf_1"] for p in pts],
                      "s:", color=color, label=f"{name} EGF_1")
     axes[0].set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
-    axes[1].set(title="Gradient flow per training step (epoch mean)",
+    axes[1].set(title="Per-step gradient flow (epoch mean of batch norms)",
                 xlabel="epoch", yscale="log")
-    axes[2].set(title="EGF on the fixed batch set", xlabel="epoch", yscale="log")
+    axes[2].set(title="Fixed-batch EGF (norm of the mean gradient)",
+                xlabel="epoch", yscale="log")
     for ax in axes[1:]:
         if not any(v > 0 for line in ax.get_lines() for v in line.get_ydata()
                    if v == v):
@@ -43,6 +50,6 @@ def plot_comparison(results, path):
                  f"{c['dense_width']}, sparse x{c['sparse_width_multiplier']}, "
                  f"regularizers {','.join(c['regularizers']) or 'none'}")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure_atomic(fig, path, dpi=100)
     plt.close(fig)
     return path

@@ -11,8 +11,10 @@ From every trial's results.json under a sweep folder:
 - plots: p-value heatmaps and average EGF / test accuracy against dense width.
 
 A diverged model (NaN/Inf or exploding loss, see DivergenceMonitor) has no
-test metrics: it is left out of the statistics, and the report says how many
-it left out and why.
+test metrics: it is left out of the correlations; in the Wilcoxon pairs it
+counts at chance accuracy by default (dropping it would bias the test
+towards the model that diverges more). The report says how many it left out
+or counted, and which treatment it used.
 """
 
 import csv
@@ -25,6 +27,7 @@ import numpy as np
 
 from keras_egf.architectures import ACTIVATIONS
 from keras_egf.experiment import OPTIMIZERS
+from keras_egf.files import save_figure_atomic
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
 
 MEASURES = GRADIENT_FLOW_METRICS  # gf_1, gf_2, egf_1, egf_2
@@ -46,6 +49,7 @@ class Trial:
     path: str
     config: dict
     models: dict
+    num_classes: int = None
 
     @property
     def regularizer(self):
@@ -59,6 +63,10 @@ class Trial:
         """`model`'s `name` averaged over training, or None if not finite."""
         value = ((self.models.get(model) or {}).get("average") or {}).get(name)
         return value if _finite(value) else None
+
+    def diverged(self, model):
+        """True when `model` was trained and diverged."""
+        return bool((self.models.get(model) or {}).get("diverged"))
 
     def finished(self, model):
         """True when `model` trained without diverging and has test metrics."""
@@ -95,9 +103,27 @@ def _finite(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def load_sweep(sweep_dir):
+def read_results(path):
+    """(config, models, num_classes) of a results.json, or ValueError why not."""
+    try:
+        with open(path) as f:
+            results = json.load(f)
+        config, models = results["config"], results["models"]
+        if not isinstance(config, dict) or not isinstance(models, dict):
+            raise TypeError("config/models are not objects")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a keras-egf results file ({e})") from None
+    num_classes = (results.get("dataset") or {}).get("num_classes")
+    return config, models, num_classes
+
+
+def load_sweep(sweep_dir, strict=False):
     """Reads every results.json below `sweep_dir` (a sweep's trial_* folders,
-    or any folder of keras-egf-train outputs)."""
+    or any folder of keras-egf-train outputs).
+
+    An unreadable results.json is listed in `Sweep.incomplete` as failed and
+    the rest is read; with `strict` it raises ValueError instead.
+    """
     if not os.path.isdir(sweep_dir):
         raise ValueError(f"sweep_dir={sweep_dir!r}: not a folder")
     trials, incomplete = [], []
@@ -107,12 +133,14 @@ def load_sweep(sweep_dir):
         if "results.json" in files:
             path = os.path.join(root, "results.json")
             try:
-                with open(path) as f:
-                    results = json.load(f)
-                config, models = results["config"], results["models"]
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}: not a keras-egf results file ({e})") from None
-            trials.append(Trial(name, path, config, models))
+                config, models, num_classes = read_results(path)
+            except ValueError as e:
+                if strict:
+                    raise
+                incomplete.append(f"{name} (failed: unreadable results.json: "
+                                  f"{str(e).split(': ', 1)[-1]})")
+                continue
+            trials.append(Trial(name, path, config, models, num_classes))
         elif "trial.json" in files:  # a Keras Tuner trial without results
             try:
                 with open(os.path.join(root, "trial.json")) as f:
@@ -121,6 +149,10 @@ def load_sweep(sweep_dir):
                 status = "RUNNING"
             incomplete.append(name if status == "RUNNING" else f"{name} ({status.lower()})")
     if not trials:
+        failed = [i for i in incomplete if "unreadable results.json" in i]
+        if failed:
+            raise ValueError(f"sweep_dir={sweep_dir!r}: no readable results.json "
+                             f"found; unreadable: {'; '.join(failed)}")
         raise ValueError(f"sweep_dir={sweep_dir!r}: no results.json found "
                          "(has the sweep run? keras-egf-sweep --output_dir=...)")
     return Sweep(sweep_dir, trials, incomplete)
@@ -206,36 +238,71 @@ def _ordered(values, order):
     return known + sorted(v for v in values if v not in order)
 
 
+DIVERGED_TREATMENTS = ("loss", "exclude")
+
+
+def diverged_treatment_text(diverged):
+    """One sentence saying how the Wilcoxon tests treat diverged models."""
+    if diverged == "loss":
+        return ("A diverged model counts as a loss for that model: chance "
+                "accuracy (1 / number of classes) in its pair "
+                "(--diverged=loss; --diverged=exclude drops such pairs).")
+    return ("Pairs with a diverged model are left out (--diverged=exclude; "
+            "this favours the model that diverged more often).")
+
+
+def _pair_value(trial, model, metric, diverged):
+    """`model`'s metric in a matched pair, chance accuracy if it diverged
+    (treatment "loss"), or None when the pair cannot be used."""
+    if trial.finished(model):
+        return trial.models[model][metric]
+    if (diverged == "loss" and trial.diverged(model)
+            and metric == "test_accuracy" and trial.num_classes):
+        return 1.0 / trial.num_classes
+    return None
+
+
 def wilcoxon_cells(sweep, row_axis="optimizer", col_axis="regularizer",
-                   min_pairs=DEFAULT_MIN_PAIRS, metric="test_accuracy"):
+                   min_pairs=DEFAULT_MIN_PAIRS, metric="test_accuracy",
+                   diverged="loss"):
     """One-sided Wilcoxon signed-rank test of H1: Sparse > Dense per cell.
 
-    Pairs are the trials of the cell where both models finished. Returns
-    (row labels, column labels, {(row, col): cell}) where a cell has n,
+    Pairs are the trials of the cell where both models finished; with
+    `diverged="loss"` (default) also those where a model diverged, counted
+    at chance accuracy. Wilcoxon drops zero differences, so the gate is the
+    effective n (non-zero differences). Returns (row labels, column labels,
+    {(row, col): cell}) where a cell has n (pairs), n_effective, n_diverged,
     p_value (NaN when not computed), statistic, median_difference and status
-    "ok", "few" (n < min_pairs) or "ties" (every difference is 0).
+    "ok", "few" (n_effective < min_pairs) or "ties" (every difference 0).
     """
     from scipy import stats
 
     if not isinstance(min_pairs, int) or min_pairs < 1:
         raise ValueError(f"min_pairs={min_pairs!r}: must be an integer >= 1")
+    if diverged not in DIVERGED_TREATMENTS:
+        raise ValueError(f"diverged={diverged!r}: must be one of "
+                         f"{list(DIVERGED_TREATMENTS)}")
     groups = {}
     for t in sweep.trials:
         key = (t.axis(row_axis), t.axis(col_axis))
         groups.setdefault(key, [])
-        if t.finished("sparse") and t.finished("dense"):
-            groups[key].append((t.models["sparse"][metric], t.models["dense"][metric]))
+        pair = [_pair_value(t, m, metric, diverged) for m in ("sparse", "dense")]
+        if None not in pair:
+            groups[key].append((*pair, t.diverged("sparse") or t.diverged("dense")))
     cells = {}
     for key, pairs in groups.items():
         sparse = np.array([p[0] for p in pairs], float)
         dense = np.array([p[1] for p in pairs], float)
         diff = sparse - dense
-        cell = {"n": len(pairs), "p_value": float("nan"), "statistic": float("nan"),
+        n_effective = int(np.count_nonzero(diff))
+        cell = {"n": len(pairs), "n_effective": n_effective,
+                "n_diverged": sum(1 for p in pairs if p[2]),
+                "p_value": float("nan"), "statistic": float("nan"),
                 "median_difference": float(np.median(diff)) if len(pairs) else float("nan")}
-        if len(pairs) < min_pairs:
-            cell["status"] = "few"
-        elif np.all(diff == 0):
+        if len(pairs) and n_effective == 0:
             cell["status"] = "ties"
+        elif n_effective < min_pairs:
+            cell["status"] = "few"
         else:
             result = stats.wilcoxon(sparse, dense, alternative="greater")
             cell.update(status="ok", p_value=float(result.pvalue),
@@ -284,7 +351,7 @@ def plot_heatmap(rows, cols, cells, path, title, min_pairs):
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, label="p-value")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -321,12 +388,12 @@ def plot_width(sweep, optimizer, path, measure="egf_2"):
         ax.legend(fontsize=8)
     fig.suptitle(f"{optimizer}: gradient flow and accuracy against width")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
 
 
 def _write_csv(path, rows, fields):
-    from keras_egf.experiment import write_text_atomic
+    from keras_egf.files import write_text_atomic
     import io
 
     buffer = io.StringIO()
@@ -346,23 +413,33 @@ def _left_out_text(sweep):
                 f"{n} {reason}" for reason, n in sorted(counts.items())))
     pairs_out = sum(1 for t in sweep.trials
                     if not (t.finished("sparse") and t.finished("dense")))
-    text = (f"{len(sweep.trials)} trials read; left out of the statistics: "
+    text = (f"{len(sweep.trials)} trials read; left out of the correlations: "
             + ("; ".join(parts) if parts else "none")
-            + f" ({pairs_out} trial(s) without a matched sparse/dense pair).")
+            + f" ({pairs_out} trial(s) without a matched pair of finished "
+            "models).")
     if sweep.incomplete:
-        text += (f" {len(sweep.incomplete)} trial folder(s) have no results yet "
-                 f"(interrupted, running or failed): {', '.join(sweep.incomplete)}.")
+        text += (f" {len(sweep.incomplete)} trial folder(s) without usable "
+                 f"results (interrupted, running or failed): "
+                 f"{', '.join(sweep.incomplete)}.")
     return text
 
 
 def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
-                 width_measure="egf_2"):
-    """Writes the report files into `output_dir`; returns the markdown text."""
-    from keras_egf.experiment import check_output_dir, write_text_atomic
+                 width_measure="egf_2", diverged="loss", strict=False):
+    """Writes the report files into `output_dir`; returns the markdown text.
+
+    `diverged`: "loss" (a diverged model counts at chance accuracy in the
+    Wilcoxon pairs) or "exclude". `strict`: fail on an unreadable
+    results.json instead of listing it as failed.
+    """
+    from keras_egf.files import check_output_dir, write_text_atomic
 
     if width_measure not in MEASURES:
         raise ValueError(f"width_measure={width_measure!r}: must be one of {list(MEASURES)}")
-    sweep = load_sweep(sweep_dir)
+    if diverged not in DIVERGED_TREATMENTS:
+        raise ValueError(f"diverged={diverged!r}: must be one of "
+                         f"{list(DIVERGED_TREATMENTS)}")
+    sweep = load_sweep(sweep_dir, strict=strict)
     check_output_dir(output_dir)
     files = []
     corr = correlation_table(sweep)
@@ -390,10 +467,14 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
         paper_reference_markdown(), ""]
     sections += ["## H1: Sparse > Dense (one-sided Wilcoxon signed-rank on "
                  "matched pairs, test accuracy)", "",
-                 f"A cell with fewer than {min_pairs} pairs shows n<{min_pairs}.", ""]
+                 f"Wilcoxon drops pairs with equal accuracy: a cell with fewer "
+                 f"than {min_pairs} non-zero differences (effective n) shows "
+                 f"n<{min_pairs}; wilcoxon.csv has n, n_effective and "
+                 "n_diverged per cell. " + diverged_treatment_text(diverged), ""]
     wilcoxon_rows = []
     for col_axis in ("regularizer", "activation"):
-        rows, cols, cells = wilcoxon_cells(sweep, "optimizer", col_axis, min_pairs)
+        rows, cols, cells = wilcoxon_cells(sweep, "optimizer", col_axis, min_pairs,
+                                           diverged=diverged)
         name = f"wilcoxon_optimizer_x_{col_axis}"
         plot_heatmap(rows, cols, cells, os.path.join(output_dir, name + ".png"),
                      f"H1: Sparse > Dense, one-sided Wilcoxon p\n(optimizer × {col_axis}; n<{min_pairs}: too few pairs)",
@@ -410,8 +491,8 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
                 cell_label(cells.get((r, c)), min_pairs) for c in cols) + " |")
         sections += ["", f"![{name}]({name}.png)", ""]
     _write_csv(os.path.join(output_dir, "wilcoxon.csv"), wilcoxon_rows,
-               ["cells", "optimizer", "column", "n", "p_value", "statistic",
-                "median_difference", "status"])
+               ["cells", "optimizer", "column", "n", "n_effective", "n_diverged",
+                "p_value", "statistic", "median_difference", "status"])
     files.append("wilcoxon.csv")
     sections += [f"## Average {MEASURE_LABELS[width_measure]} and test accuracy "
                  "against dense width", ""]
@@ -426,5 +507,6 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
     write_text_atomic(os.path.join(output_dir, "correlations.md"), table + "\n")
     write_text_atomic(os.path.join(output_dir, "report.md"), text)
     files[:0] = ["report.md", "correlations.md"]
-    return {"markdown": text, "table": table, "left_out": _left_out_text(sweep),
+    return {"markdown": text, "table": table,
+            "left_out": _left_out_text(sweep) + " " + diverged_treatment_text(diverged),
             "files": files, "sweep": sweep}

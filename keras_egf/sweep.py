@@ -11,7 +11,10 @@ command resumes. Finished trials are not re-run; a trial interrupted by
 Ctrl-C or SIGKILL is still "ongoing" in the oracle's saved state, so the
 oracle re-queues it on reload and it is re-run from scratch (its folder's
 partial TensorBoard logs are cleared first). results.json is only ever
-written whole (temp file + rename).
+written whole (temp file + rename). A finished trial whose results.json was
+later deleted, truncated or corrupted (or whose whole folder was deleted) is
+found on the next run (`requeue_broken_trials`) and re-run; the other
+trials' files are not touched.
 """
 
 import json
@@ -22,6 +25,7 @@ import time
 import keras_tuner
 
 from keras_egf import experiment
+from keras_egf import files
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
 
 METRICS = tuple(f"{model}_{name}" for model in ("sparse", "dense")
@@ -109,17 +113,78 @@ class GridPointOracle(keras_tuner.oracles.GridSearchOracle):
                 "values": None}
 
 
+def results_problem(trial_dir, config):
+    """Why `trial_dir`'s results.json is not a finished result of `config`
+    (a short text), or None when it is one."""
+    path = os.path.join(trial_dir, "results.json")
+    try:
+        results = files.read_json(path)
+    except ValueError as e:
+        return "results.json " + str(e).split(": ", 1)[-1]
+    models = results.get("models") if isinstance(results, dict) else None
+    if not isinstance(models, dict) or not isinstance(results.get("config"), dict):
+        return "results.json is not a keras-egf results file"
+    expected = config.to_dict()
+    saved = results["config"]
+    defaults = experiment.ComparisonConfig().to_dict()
+    # A key an older keras-egf did not write counts as its default value.
+    if any(saved.get(k, defaults[k]) != v for k, v in expected.items()):
+        return "results.json holds another configuration"
+    names = ("sparse", "dense") if config.models == "both" else (config.models,)
+    for name in names:
+        r = models.get(name)
+        if not isinstance(r, dict) or "test_accuracy" not in r:
+            return f"results.json has no {name} model results"
+    return None
+
+
 def _finished_results(trial_dir, config):
     """The trial's results.json if an earlier run finished this same config
     (killed after writing it, before the oracle recorded the trial)."""
-    try:
-        with open(os.path.join(trial_dir, "results.json")) as f:
-            results = json.load(f)
-    except (OSError, ValueError):
+    if results_problem(trial_dir, config) is not None:
         return None
-    if not isinstance(results, dict) or results.get("config") != config.to_dict():
-        return None
-    return results
+    return files.read_json(os.path.join(trial_dir, "results.json"))
+
+
+def requeue_broken_trials(tuner):
+    """Sends finished trials whose results are missing or unreadable back to
+    the oracle's queue; returns [(trial_id, why)]. Good trials are not
+    touched. Runs where the oracle lives (one process, or the chief).
+    """
+    from keras_tuner.engine import trial as trial_module
+
+    oracle = tuner.oracle
+    by_hash = {oracle._compute_values_hash(p): p for p in tuner.grid.points()}
+    requeued = []
+    for trial_id in sorted(set(oracle._id_to_hash) | set(oracle.trials)):
+        trial = oracle.trials.get(trial_id)
+        if trial is None:  # its folder (and trial.json) was deleted
+            values = by_hash.get(oracle._id_to_hash.get(trial_id))
+            if values is None:
+                continue
+            hp = oracle.hyperparameters.copy()
+            hp.values = dict(values)
+            trial = trial_module.Trial(hyperparameters=hp, trial_id=trial_id)
+            oracle.trials[trial_id] = trial
+            why = "trial folder missing"
+        elif trial.status != trial_module.TrialStatus.COMPLETED:
+            continue  # interrupted ones are re-queued by Keras Tuner itself
+        else:
+            values = {k: trial.hyperparameters.get(k) for k in tuner.grid.axes}
+            why = results_problem(tuner.get_trial_dir(trial_id),
+                                  tuner.grid.config(values))
+            if why is None:
+                continue
+        trial.status = trial_module.TrialStatus.IDLE
+        if trial_id in oracle.end_order:
+            oracle.end_order.remove(trial_id)
+        if trial_id not in oracle._retry_queue:
+            oracle._retry_queue.append(trial_id)
+        oracle._save_trial(trial)
+        requeued.append((trial_id, why))
+    if requeued:
+        oracle.save()
+    return requeued
 
 
 def _clear_trial_dir(trial_dir):
@@ -145,7 +210,7 @@ def check_same_grid(project_dir, grid):
                 "pass --overwrite, or choose a new --output_dir")
         return
     os.makedirs(project_dir, exist_ok=True)
-    experiment.write_json_atomic(path, spec)
+    files.write_json_atomic(path, spec)
 
 
 def mirrored_strategy():
@@ -201,11 +266,18 @@ class SCSDCTuner(keras_tuner.Tuner):
         return metrics
 
     def finished_trials(self):
-        """Trial folders with a results.json (shared by all workers)."""
-        return sorted(
-            name for name in os.listdir(self.project_dir)
-            if name.startswith("trial_")
-            and os.path.exists(os.path.join(self.project_dir, name, "results.json")))
+        """Trial folders with a readable results.json (shared by all
+        workers)."""
+        def readable(name):
+            try:
+                r = files.read_json(os.path.join(self.project_dir, name,
+                                                 "results.json"))
+            except ValueError:
+                return False
+            return isinstance(r, dict) and isinstance(r.get("models"), dict)
+
+        return sorted(name for name in os.listdir(self.project_dir)
+                      if name.startswith("trial_") and readable(name))
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)

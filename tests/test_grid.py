@@ -14,7 +14,16 @@ def test_shipped_grids_are_valid():
     smoke = grid_lib.load_grid(os.path.join(ROOT, "configs/grids/smoke.json"))
     assert smoke.size() == 36
     paper = grid_lib.load_grid(os.path.join(ROOT, "configs/grids/paper_fashion_mnist.json"))
-    assert paper.size() == 5 * 10 * 3 * 5 * 6 * 2
+    # SC, SC_BN, DA_SC_BN, DA_L2_SC_BN at depth 1 build the networks of
+    # NR, BN, DA_BN, DA_L2_BN: those 4 x 1 depth points are left out.
+    full = 5 * 10 * 3 * 5 * 6 * 2
+    skipped = 5 * 4 * 1 * 5 * 6 * 2
+    assert paper.size() == full - skipped == len(paper.points())
+    assert len(paper.skipped_points()) == skipped
+    assert all(p["depth"] == 1 and "SC" in p["regularizers"]
+               for p in paper.skipped_points())
+    assert not any(p["depth"] == 1 and "SC" in p["regularizers"]
+                   for p in paper.points())
     config = paper.config({"optimizer": "adam", "regularizers": "DA_L2_SC_BN",
                            "depth": 2, "dense_width": 308, "activation": "srelu",
                            "learning_rate": 0.1})
@@ -71,3 +80,19 @@ def test_two_trial_sweep_keeps_results_per_trial(tmp_path):
     assert again.returncode == 0
     assert "[" not in again.stdout.split("trials into")[-1]
     assert results[0].read_bytes() == first
+
+
+def test_skip_connections_at_depth_one_are_left_out():
+    spec = {"name": "x", "fixed": {"depth": 1},
+            "grid": {"regularizers": ["NR", "SC", "BN", "SC_BN"]}}
+    grid = grid_lib.parse_grid(spec)
+    assert grid.points() == [{"regularizers": "NR"}, {"regularizers": "BN"}]
+    assert grid.size() == 2
+    with pytest.raises(ValueError, match="every grid point has skip connections at depth 1"):
+        grid_lib.parse_grid({"name": "x", "fixed": {"depth": 1},
+                             "grid": {"regularizers": ["SC"]}})
+    deep = grid_lib.parse_grid({"name": "x", "grid": {"depth": [1, 2],
+                                                      "regularizers": ["NR", "SC"]}})
+    assert deep.points() == [{"depth": 1, "regularizers": "NR"},
+                             {"depth": 2, "regularizers": "NR"},
+                             {"depth": 2, "regularizers": "SC"}]

@@ -113,3 +113,18 @@ def test_register_pruning_method():
     model = _model()
     ke.prune(model, 0.0, method="all_but_first")
     assert ke.prunable_layers(model)[0].kernel.numpy().flat[0] == 0.0
+
+
+def test_prune_arguments_are_checked():
+    model = ke.build_mlp((12,), [16, 16], 3, seed=0)
+    masks = ke.prune(model, 0.5, seed=0, exclude="hidden_0")  # one name
+    assert masks["hidden_0"].all() and not masks["hidden_1"].all()
+    with pytest.raises(ValueError, match="'hiden_0'.*masked layers"):
+        ke.prune(model, 0.5, seed=0, exclude=["hiden_0"])
+    with pytest.raises(ValueError, match="seed='x'"):
+        ke.prune(model, 0.5, seed="x")
+    with pytest.raises(ValueError, match="seed=-1"):
+        ke.prune(model, 0.5, seed=-1)
+    plain = ke.build_mlp((12,), [16], 3, masked=False)
+    with pytest.raises(ValueError, match="plain Dense/Conv2D.*MaskedDense"):
+        ke.prune(plain, 0.5)

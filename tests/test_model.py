@@ -193,9 +193,8 @@ def test_gradient_flow_every_n_steps_measures_exactly_those_steps():
     history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False,
                         verbose=0, callbacks=[snapshot])
     assert len(per_step) == 20
-    # Epoch 0: optimizer steps 0, 3, 6, 9; epoch 1: its first step (10,
-    # so that every epoch has a value), then 12, 15, 18.
-    for epoch, steps in enumerate([(0, 3, 6, 9), (10, 12, 15, 18)]):
+    # Each epoch's steps 0, 3, 6, 9 (global steps 10, 13, 16, 19 in epoch 1).
+    for epoch, steps in enumerate([(0, 3, 6, 9), (10, 13, 16, 19)]):
         for key in ke.GRADIENT_FLOW_METRICS:
             expected = np.mean([per_step[s][key] for s in steps])
             np.testing.assert_allclose(history.history[key][epoch], expected,

@@ -144,6 +144,68 @@ def test_write_report_files(tmp_path):
     assert all(w["status"] in ("ok", "few") for w in wil)
 
 
+def test_effective_n_gates_on_non_zero_differences(tmp_path):
+    # 5 pairs, 2 of them tied: Wilcoxon uses n=3 -> below min_pairs=5.
+    accs = [(0.8, 0.7), (0.9, 0.8), (0.7, 0.6), (0.8, 0.8), (0.6, 0.6)]
+    trials = [({}, {"sparse": _model(s, 1 - s, 2.0), "dense": _model(d, 1 - d, 2.0)})
+              for s, d in accs]
+    sweep = report.load_sweep(_write(tmp_path, trials))
+    _, _, cells = report.wilcoxon_cells(sweep, min_pairs=5)
+    cell = cells[("adam", "NR")]
+    assert cell["n"] == 5 and cell["n_effective"] == 3
+    assert cell["status"] == "few" and math.isnan(cell["p_value"])
+    _, _, cells = report.wilcoxon_cells(sweep, min_pairs=3)
+    expected = stats.wilcoxon([a for a, _ in accs], [b for _, b in accs],
+                              alternative="greater")
+    assert cells[("adam", "NR")]["p_value"] == pytest.approx(expected.pvalue)
+
+
+def test_diverged_sparse_model_counts_as_a_loss_by_default(tmp_path):
+    pairs = [(0.9, 0.8), (0.85, 0.8), (0.95, 0.9), (0.8, 0.75), (0.9, 0.85)]
+    trials = [({}, {"sparse": _model(s, 1 - s, 2.0), "dense": _model(d, 1 - d, 2.0)})
+              for s, d in pairs]
+    for _ in range(3):  # sparse diverged, dense fine
+        trials.append(({}, {"sparse": _model(0, 0, 0, diverged=True),
+                            "dense": _model(0.8, 0.2, 2.0)}))
+    path = _write(tmp_path, trials)
+    for folder in sorted(os.listdir(path)):  # results carry the class count
+        f = os.path.join(path, folder, "results.json")
+        r = json.load(open(f))
+        r["dataset"] = {"num_classes": 10}
+        json.dump(r, open(f, "w"))
+    sweep = report.load_sweep(path)
+    _, _, cells = report.wilcoxon_cells(sweep, min_pairs=5)
+    cell = cells[("adam", "NR")]
+    assert cell["n"] == 8 and cell["n_diverged"] == 3
+    sparse = [s for s, _ in pairs] + [0.1] * 3  # chance accuracy, 10 classes
+    dense = [d for _, d in pairs] + [0.8] * 3
+    expected = stats.wilcoxon(sparse, dense, alternative="greater")
+    assert cell["p_value"] == pytest.approx(expected.pvalue)
+    _, _, excluded = report.wilcoxon_cells(sweep, min_pairs=5, diverged="exclude")
+    assert excluded[("adam", "NR")]["n"] == 5
+    # Excluding the diverged pairs would make H1 look significant.
+    assert excluded[("adam", "NR")]["p_value"] < 0.05 < cell["p_value"]
+    result = report.write_report(path, str(tmp_path / "r"), min_pairs=5)
+    assert "chance accuracy" in result["markdown"]
+    assert "--diverged=loss" in result["left_out"]
+    with pytest.raises(ValueError, match="diverged='drop'"):
+        report.wilcoxon_cells(sweep, diverged="drop")
+
+
+def test_unreadable_results_are_listed_as_failed(tmp_path):
+    path, _ = _fixture(tmp_path)
+    with open(os.path.join(path, "trial_00", "results.json"), "w") as f:
+        f.write('{"config": {"optimizer": "ad')  # truncated
+    sweep = report.load_sweep(path)
+    assert len(sweep.trials) == 12
+    assert any(i.startswith("trial_00 (failed: unreadable results.json")
+               for i in sweep.incomplete)
+    result = report.write_report(path, str(tmp_path / "r"), min_pairs=3)
+    assert "trial_00 (failed" in result["markdown"]
+    with pytest.raises(ValueError, match="trial_00.*not a keras-egf results file"):
+        report.load_sweep(path, strict=True)
+
+
 def test_bad_sweep_dirs_are_named(tmp_path):
     with pytest.raises(ValueError, match="not a folder"):
         report.load_sweep(str(tmp_path / "missing"))
@@ -154,4 +216,6 @@ def test_bad_sweep_dirs_are_named(tmp_path):
     bad.mkdir(parents=True)
     (bad / "results.json").write_text("{not json")
     with pytest.raises(ValueError, match="results.json"):
-        report.load_sweep(str(tmp_path / "bad"))
+        report.load_sweep(str(tmp_path / "bad"), strict=True)
+    with pytest.raises(ValueError, match="no readable results.json.*trial_0"):
+        report.load_sweep(str(tmp_path / "bad"))  # nothing readable

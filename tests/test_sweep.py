@@ -4,6 +4,7 @@ divergence, mirrored strategy."""
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def test_four_trial_sweep_and_report_match_scipy(tmp_path, free_port):
                            "--min_pairs=3"], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| EGF_2 |" in proc.stdout and "left out of the statistics: none" in proc.stdout
+    assert "| EGF_2 |" in proc.stdout and "left out of the correlations: none" in proc.stdout
     with open(rep / "correlations.csv") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 16
@@ -101,6 +102,14 @@ def test_four_trial_sweep_and_report_match_scipy(tmp_path, free_port):
     for name in ("report.md", "wilcoxon_optimizer_x_regularizer.png",
                  "wilcoxon_optimizer_x_activation.png", "width_adam.png"):
         assert (rep / name).stat().st_size > 0
+    # Every file the team shares has the umask's ordinary mode, not 0600.
+    from keras_egf import files
+    shared = [out / "grid.json", *[out / n / "results.json" for n in stored],
+              *[rep / n for n in ("report.md", "correlations.md",
+                                  "correlations.csv", "wilcoxon.csv",
+                                  "width_adam.png")]]
+    for path in shared:
+        assert path.stat().st_mode & 0o777 == files.default_file_mode(), path
     # TensorBoard HParams summaries, one per trial, with the trial's values.
     from tensorboard.backend.event_processing import event_accumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
@@ -165,43 +174,65 @@ def _hparams_dashboard(logdir, port):
     return experiment, groups
 
 
-def test_sigkill_mid_trial_then_resume(tmp_path):
-    grid = _grid_file(tmp_path, {"optimizer": ["sgd", "adam", "rmsprop"]}, epochs=4,
+def test_sigkill_mid_trial_then_repair_deleted_and_truncated_results(tmp_path):
+    optimizers = ["sgd", "momentum", "adam", "rmsprop", "adagrad"]
+    grid = _grid_file(tmp_path, {"optimizer": optimizers}, epochs=3,
                       egf_points=2)
     out = tmp_path / "sweep"
     cmd = _sweep_cmd(grid, out)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    first = out / "trial_0" / "results.json"
-    second = out / "trial_1"
-    deadline = time.time() + 400
+    finished = [out / f"trial_{i}" / "results.json" for i in range(4)]
+    last = out / "trial_4"
+    deadline = time.time() + 500
     try:
-        while not (first.exists() and (second / "tensorboard").exists()):
+        while not (all(f.exists() for f in finished)
+                   and (last / "tensorboard").exists()):
             assert proc.poll() is None, proc.stdout.read()[-3000:]
-            assert time.time() < deadline, "sweep did not reach its 2nd trial"
+            assert time.time() < deadline, "sweep did not reach its 5th trial"
             time.sleep(0.1)
-        time.sleep(1.0)  # mid-training of the 2nd trial
+        time.sleep(1.0)  # mid-training of the 5th trial
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert not (second / "results.json").exists(), "2nd trial finished before the kill"
-    before = first.read_bytes()
-    before_mtime = os.stat(first).st_mtime_ns
+    assert not (last / "results.json").exists(), "5th trial finished before the kill"
+    # Damage: a deleted trial folder, a truncated and a deleted results.json.
+    shutil.rmtree(out / "trial_0")
+    finished[1].write_text(finished[1].read_text()[:100])
+    finished[2].unlink()
+    untouched = finished[3]
+    before = untouched.read_bytes()
+    before_mtime = os.stat(untouched).st_mtime_ns
     again = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "(1 already finished)" in again.stdout
+    requeued = [l for l in again.stdout.splitlines() if l.startswith("Re-queued")]
+    assert len(requeued) == 1 and requeued[0].startswith("Re-queued 3 finished")
+    assert "trial_0 (trial folder missing)" in requeued[0]
+    assert "trial_1 (results.json not valid JSON" in requeued[0]
+    assert "trial_2 (results.json missing)" in requeued[0]
+    # Exactly the 3 repaired points and the interrupted one ran again.
+    assert again.stdout.count("] trial ") == 4
+    assert "Done: 5/5" in again.stdout
     stored = _results(out)
-    assert sorted(stored) == ["trial_0", "trial_1", "trial_2"]
-    assert sorted(r["config"]["optimizer"] for r in stored.values()) == [
-        "adam", "rmsprop", "sgd"]
-    assert first.read_bytes() == before and os.stat(first).st_mtime_ns == before_mtime
-    # The interrupted trial was re-run from scratch: one TensorBoard run only.
-    train_events = os.listdir(second / "tensorboard" / "sparse" / "train")
-    assert len([e for e in train_events if e.startswith("events.out")]) == 1
-    # Only trials 1 and 2 ran in the second process.
-    assert again.stdout.count("] trial ") == 2
+    assert sorted(stored) == [f"trial_{i}" for i in range(5)]
+    assert sorted(r["config"]["optimizer"] for r in stored.values()) == sorted(
+        optimizers)
+    assert untouched.read_bytes() == before
+    assert os.stat(untouched).st_mtime_ns == before_mtime
+    for i in range(5):  # one TensorBoard run per re-run trial, not two
+        events = os.listdir(out / f"trial_{i}" / "tensorboard" / "sparse" / "train")
+        assert len([e for e in events if e.startswith("events.out")]) == 1
+        state = json.loads((out / f"trial_{i}" / "trial.json").read_text())
+        assert state["status"] == "COMPLETED"
+    # A third run has nothing left to do.
+    third = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert third.returncode == 0 and "(5 already finished)" in third.stdout
+    assert third.stdout.count("] trial ") == 0 and "Re-queued" not in third.stdout
+    assert untouched.read_bytes() == before
 
 
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
@@ -283,9 +314,17 @@ def test_diverging_trial_is_recorded_and_left_out(tmp_path):
     out = report.write_report(str(tmp_path / "div"), str(tmp_path / "rep"),
                               min_pairs=1)
     assert "sparse: 1 diverged; dense: 1 diverged" in out["left_out"]
-    assert "1 trial(s) without a matched sparse/dense pair" in out["left_out"]
+    assert "1 trial(s) without a matched pair of finished models" in out["left_out"]
     assert {r["n"] for r in report.correlation_table(out["sweep"])} == {1}
+    # Both models diverged: counted at chance accuracy, a tied pair.
     _, _, cells = report.wilcoxon_cells(out["sweep"], min_pairs=1)
+    assert cells[("sgd", "NR")]["n"] == 2
+    assert cells[("sgd", "NR")]["n_diverged"] == 1
+    assert cells[("sgd", "NR")]["n_effective"] == (
+        1 if by_lr[0.05]["models"]["sparse"]["test_accuracy"]
+        != by_lr[0.05]["models"]["dense"]["test_accuracy"] else 0)
+    _, _, cells = report.wilcoxon_cells(out["sweep"], min_pairs=1,
+                                        diverged="exclude")
     assert cells[("sgd", "NR")]["n"] == 1
 
 

@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ import urllib.request
 import pytest
 
 from keras_egf import experiment
+from keras_egf import files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset=mnist5k", "--dense_width=12", "--sparse_width_multiplier=2",
@@ -158,8 +160,144 @@ def test_results_json_is_atomic(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(experiment.json, "dump", boom)
+    monkeypatch.setattr(files.json, "dump", boom)
     with pytest.raises(RuntimeError):
         experiment.write_json_atomic(str(path), {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_run_comparison_failing_write_keeps_earlier_results(tmp_path, monkeypatch):
+    """The results.json write inside run_comparison is atomic: a failure
+    half-way leaves no partial file and the earlier results.json as it was."""
+    out = tmp_path / "trial"
+    experiment.run_comparison(_tiny_config(epochs=1, egf_points=1), str(out),
+                              verbose=0, plot=False)
+    before = (out / "results.json").read_bytes()
+    real_dump, real_dumps = json.dump, json.dumps
+
+    def half_then_fail(obj, f, *a, **k):
+        f.write(real_dumps(obj)[:50])
+        raise OSError(28, "No space left on device")
+
+    def dumps_fail(obj, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", half_then_fail)
+    monkeypatch.setattr(json, "dumps", dumps_fail)
+    with pytest.raises(OSError, match="No space"):
+        experiment.run_comparison(_tiny_config(epochs=1, egf_points=1, seed=5),
+                                  str(out), verbose=0, plot=False)
+    monkeypatch.setattr(json, "dump", real_dump)
+    monkeypatch.setattr(json, "dumps", real_dumps)
+    assert (out / "results.json").read_bytes() == before
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_rerun_into_same_output_dir_is_refused_then_replaced(tmp_path):
+    out = tmp_path / "run"
+    first = _train([*TINY, "--epochs=1", "--egf_points=1", f"--output_dir={out}"])
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (out / "results.json").read_bytes()
+    again = _train([*TINY, "--epochs=1", "--egf_points=1", "--models=dense",
+                    f"--output_dir={out}"])
+    assert again.returncode == 2
+    assert f"output_dir={str(out)!r} is not empty" in again.stderr
+    assert "--overwrite" in again.stderr and "Traceback" not in again.stderr
+    assert (out / "results.json").read_bytes() == before
+    replaced = _train([*TINY, "--epochs=1", "--egf_points=1", "--models=dense",
+                       "--overwrite", f"--output_dir={out}"])
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["models"]) == ["dense"]
+    # Wholly replaced: no sparse logs, one event file per writer.
+    assert sorted(os.listdir(out / "tensorboard")) == ["dense"]
+    train_events = [e for e in os.listdir(out / "tensorboard" / "dense" / "train")
+                    if e.startswith("events.out")]
+    assert len(train_events) == 1
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".run.")]
+
+
+def test_ctrl_c_exits_130_and_keeps_nothing(tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainers.train", *TINY, "--epochs=200",
+         "--egf_points=2", f"--output_dir={out}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env)
+    deadline = time.time() + 120
+    staging = []
+    while time.time() < deadline and not staging:  # training has started
+        staging = [p for p in tmp_path.iterdir() if p.name.startswith(".run.partial-")
+                   and (p / "tensorboard" / "sparse" / "train").is_dir()]
+        time.sleep(0.5)
+    assert staging, "the run never started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert "Interrupted" in stdout
+    assert list(tmp_path.iterdir()) == []  # no output_dir, no staging folder
+
+
+def test_unprepared_dataset_creates_nothing(tmp_path):
+    out = tmp_path / "never"
+    proc = _train([*TINY, "--dataset=cifar10", f"--data_dir={tmp_path / 'tfds'}",
+                   f"--output_dir={out}"])
+    assert proc.returncode == 2
+    assert "tfds build cifar10" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag, value", [("batch_size", "0"),
+                                         ("sparse_width_multiplier", "0.5"),
+                                         ("gradient_flow_every", "0")])
+def test_flag_and_config_errors_share_exit_code_2(flag, value):
+    proc = _train([*TINY, f"--{flag}={value}", "--output_dir=/tmp/never"])
+    assert proc.returncode == 2, proc.stderr
+    assert f"--{flag}" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_batch_larger_than_training_set_warns(tmp_path):
+    with pytest.warns(UserWarning, match="batch_size=5000 is larger than the "
+                      "training set of mnist5k \\(4000 examples\\)"):
+        experiment.run_comparison(
+            _tiny_config(epochs=1, egf_points=1, egf_batches=1, batch_size=5000,
+                         models="sparse"), str(tmp_path), verbose=0, plot=False)
+
+
+def test_different_seeds_give_different_data_orders():
+    from keras_egf import data
+
+    def labels(seed):
+        ds = data.make_datasets("mnist5k", batch_size=64, seed=seed)
+        return [y.numpy().tolist() for _, y in ds.train.take(3)]
+
+    assert labels(0) == labels(0)
+    assert labels(0) != labels(1)
+    assert labels(1) != labels(2)
+    # And each epoch reshuffles.
+    ds = data.make_datasets("mnist5k", batch_size=64, seed=0)
+    first = [y.numpy().tolist() for _, y in ds.train.take(2)]
+    second = [y.numpy().tolist() for _, y in ds.train.take(2)]
+    assert first != second
+
+
+def test_one_epoch_comparison_png_draws_points(tmp_path, monkeypatch):
+    from keras_egf import plots
+
+    result = {"config": _tiny_config().to_dict(), "models": {
+        "sparse": {"history": {"accuracy": [0.5], "egf_2": [0.1], "gf_2": [0.3]},
+                   "egf_points": [{"epoch": 0, "egf_1": 1.0, "egf_2": 0.1}],
+                   "test_accuracy": 0.5}}}
+    figures = []
+    monkeypatch.setattr(plots.plt, "close", figures.append)
+    path = plots.plot_comparison(result, str(tmp_path / "c.png"))
+    lines = [l for ax in figures[0].axes for l in ax.get_lines()]
+    assert len(lines) == 5
+    # A single point is drawn only by a marker.
+    assert all(l.get_marker() not in (None, "None", "") for l in lines)
+    assert all(len(l.get_xdata()) == 1 for l in lines)
+    assert os.stat(path).st_mode & 0o777 == files.default_file_mode()

@@ -10,15 +10,16 @@ separately, with p-values and n), wilcoxon.csv and the heatmaps
 wilcoxon_optimizer_x_regularizer.png / wilcoxon_optimizer_x_activation.png
 (one-sided Wilcoxon signed-rank p-values of H1: Sparse > Dense), and
 width_<optimizer>.png (average EGF and test accuracy against dense width).
-Diverged models are left out of the statistics; the report says how many.
+Diverged models are left out of the correlations and count at chance
+accuracy in the Wilcoxon pairs (--diverged=exclude drops those pairs); an
+unreadable results.json is listed as a failed trial (--strict: exit 2).
 """
-
-import sys
 
 from absl import app
 from absl import flags
 
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
+from trainers import fail, run_binary
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep_dir", None, "The sweep's --output_dir (or any folder "
@@ -29,6 +30,11 @@ flags.DEFINE_integer("min_pairs", 5, "Fewest matched pairs for a Wilcoxon cell; 
                      "cells with fewer show n<min_pairs.")
 flags.DEFINE_enum("width_measure", "egf_2", list(GRADIENT_FLOW_METRICS),
                   "Measure plotted against dense width.")
+flags.DEFINE_enum("diverged", "loss", ["loss", "exclude"],
+                  "Wilcoxon pairs with a diverged model: count it at chance "
+                  "accuracy (loss) or drop the pair (exclude).")
+flags.DEFINE_bool("strict", False, "Fail on an unreadable results.json instead "
+                  "of listing that trial as failed and reporting the rest.")
 flags.mark_flag_as_required("sweep_dir")
 flags.register_validator("min_pairs", lambda v: v is not None and v >= 1,
                          message="--min_pairs must be >= 1")
@@ -36,7 +42,7 @@ flags.register_validator("min_pairs", lambda v: v is not None and v >= 1,
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}", exitcode=2)
     import os
 
     from keras_egf import report
@@ -44,10 +50,10 @@ def main(argv):
     try:
         out = report.write_report(FLAGS.sweep_dir, output_dir,
                                   min_pairs=FLAGS.min_pairs,
-                                  width_measure=FLAGS.width_measure)
+                                  width_measure=FLAGS.width_measure,
+                                  diverged=FLAGS.diverged, strict=FLAGS.strict)
     except ValueError as e:
-        sys.stderr.write(f"keras-egf-report: error: {e}\n")
-        return 2
+        return fail("keras-egf-report", e)
     print(out["left_out"])
     print()
     print("Kendall's tau between gradient flow (averaged over training) and test "
@@ -60,7 +66,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
-    app.run(main)
+    run_binary(main)
 
 
 if __name__ == "__main__":

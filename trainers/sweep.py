@@ -15,10 +15,11 @@ The chief hands out grid points and exits when all are done; workers train.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
+
+from trainers import EXIT_INTERRUPTED, fail, run_binary
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("grid", None, "Grid JSON file (configs/grids/...).")
@@ -55,13 +56,12 @@ def _parse_seeds(values):
 
 
 def _fail(message):
-    sys.stderr.write(f"keras-egf-sweep: error: {message}\n")
-    return 2
+    return fail("keras-egf-sweep", message)
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}", exitcode=2)
     from keras_egf import grid as grid_lib
     try:
         grid = grid_lib.load_grid(FLAGS.grid)
@@ -103,6 +103,18 @@ def main(argv):
     except ValueError as e:
         return _fail(e)
     role = os.environ.get("KERASTUNER_TUNER_ID")
+    if role in (None, "chief"):  # where the oracle lives
+        requeued = sweep.requeue_broken_trials(tuner)
+        if requeued:
+            print(f"Re-queued {len(requeued)} finished trial(s) whose results "
+                  "are missing or unreadable: " + "; ".join(
+                      f"trial_{tid} ({why})" for tid, why in requeued), flush=True)
+    skipped = grid.skipped_points()
+    if skipped:
+        print(f"Left out {len(skipped)} grid point(s) with skip connections at "
+              "depth 1: skip connections join equal-width hidden layers, so a "
+              "1-hidden-layer network has none and these points would repeat "
+              "their cells without SC.", flush=True)
     hparams_dir = os.path.join(tuner.project_dir, "hparams")
     if role in (None, "chief") and not os.path.isdir(hparams_dir):
         sweep.write_hparams_config(hparams_dir, grid)  # the HParams dashboard
@@ -115,7 +127,7 @@ def main(argv):
     except KeyboardInterrupt:
         print("\nInterrupted. Finished trials are kept; run the same command "
               "again to resume.", flush=True)
-        return 130
+        return EXIT_INTERRUPTED
     print(f"Done: {len(tuner.finished_trials())}/{tuner.total_trials} trials in "
           f"{FLAGS.output_dir}. Report: keras-egf-report --sweep_dir="
           f"{FLAGS.output_dir} --output_dir={FLAGS.output_dir}/report")
@@ -124,7 +136,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
-    app.run(main)
+    run_binary(main)
 
 
 if __name__ == "__main__":

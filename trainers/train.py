@@ -5,11 +5,12 @@ r"""Runs ONE SC-SDC comparison: a sparse MLP and its same-capacity dense twin.
 Writes into --output_dir: results.json (config, versions, test loss/accuracy,
 average and per-point gf/EGF, active weights per layer, wall times),
 TensorBoard logs per model (tensorboard --logdir OUTPUT_DIR/tensorboard), and
-comparison.png.
+comparison.png. A non-empty --output_dir is refused unless --overwrite; the
+run trains into a hidden staging folder beside it, which replaces it only
+when the run has finished (Ctrl-C leaves --output_dir as it was; exit 130).
 """
 
 import math
-import sys
 
 from absl import app
 from absl import flags
@@ -17,6 +18,7 @@ from absl import flags
 from keras_egf import data
 from keras_egf import experiment
 from keras_egf.architectures import ACTIVATIONS
+from trainers import EXIT_INTERRUPTED, fail, run_binary
 
 FLAGS = flags.FLAGS
 
@@ -48,7 +50,10 @@ flags.DEFINE_integer(
     "fixed-batch EGF points (--egf_points) are not affected.")
 flags.DEFINE_bool("jit_compile", False, "Compile training steps with XLA.")
 flags.DEFINE_enum("models", "both", experiment.MODEL_CHOICES, "Models to train.")
-flags.DEFINE_string("output_dir", "runs/train", "Where results go.")
+flags.DEFINE_string("output_dir", "runs/train", "Where results go (must be "
+                    "empty or new, unless --overwrite).")
+flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output_dir (once "
+                  "the new run has finished).")
 flags.DEFINE_integer("verbose", 1, "Keras verbosity (0, 1 progress bar, 2).")
 
 
@@ -64,6 +69,11 @@ flags.register_validator("dense_width", lambda v: v is not None and v >= 1,
                          message="--dense_width must be >= 1")
 flags.register_validator("epochs", lambda v: v is not None and v >= 1,
                          message="--epochs must be >= 1")
+flags.register_validator("batch_size", lambda v: v is not None and v >= 1,
+                         message="--batch_size must be >= 1")
+flags.register_validator(
+    "sparse_width_multiplier", lambda v: v is not None and math.isfinite(v) and v >= 1,
+    message="--sparse_width_multiplier must be a finite number >= 1")
 flags.register_validator("gradient_flow_every",
                          lambda v: v is not None and v >= 1,
                          message="--gradient_flow_every must be >= 1")
@@ -96,14 +106,18 @@ def config_from_flags():
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}", exitcode=2)
     try:
         config = config_from_flags()
-        results = experiment.run_comparison(config, FLAGS.output_dir,
-                                            verbose=FLAGS.verbose)
+        results = experiment.run_comparison_into(
+            config, FLAGS.output_dir, overwrite=FLAGS.overwrite,
+            verbose=FLAGS.verbose)
     except (ValueError, data.DatasetNotPreparedError) as e:
-        sys.stderr.write(f"keras-egf-train: error: {e}\n")
-        return 2
+        return fail("keras-egf-train", e)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted: {FLAGS.output_dir} is as it was before this "
+              "run (nothing of the run was kept).", flush=True)
+        return EXIT_INTERRUPTED
     print(f"SC-SDC {config.dataset}: {experiment.summary_line(results)}")
     print(f"Results: {FLAGS.output_dir}/results.json, "
           f"{FLAGS.output_dir}/comparison.png; "
@@ -113,7 +127,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
-    app.run(main)
+    run_binary(main)
 
 
 if __name__ == "__main__":
