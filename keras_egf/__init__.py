@@ -27,16 +27,17 @@ from keras_egf.layers import (
     effective_kernel_gradients,
     prunable_layers,
 )
-from keras_egf.masks import (
+from keras_egf.model import MaskedModel
+from keras_egf.pruning import (
+    all_distribution_names,
     all_pruning_method_names,
     apply_masks,
+    compute_masks,
     get_masks,
     magnitude_masks,
     prune,
     random_masks,
     register_pruning_method,
 )
-from keras_egf.model import MaskedModel
-from keras_egf.sparsity_distributions import all_distribution_names
 
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ import numpy as np
 from keras_egf import architectures
 from keras_egf import initializers as init_lib
 from keras_egf import layers as layers_lib
-from keras_egf import masks as masks_lib
+from keras_egf import pruning as masks_lib
 from keras_egf.model import MaskedModel
 
 LayerCapacity = collections.namedtuple(
@@ -71,6 +71,7 @@ def same_capacity_plan(input_dim, hidden_widths, num_classes,
 
 def same_capacity_pair(input_shape, hidden_widths, num_classes,
                        sparse_width_multiplier, activation="relu", seed=None,
+                       pruning="random", batches=None, pruning_options=None,
                        **mlp_options):
     """Builds a dense MLP and a wider sparse MLP of equal per-layer capacity.
 
@@ -80,6 +81,10 @@ def same_capacity_pair(input_shape, hidden_widths, num_classes,
     normal for ReLU-like activations, Glorot normal otherwise, with the dense
     layer's fans). Returns CapacityPair(dense, sparse, plan); both models are
     `MaskedModel`s (the dense one of plain keras.layers.Dense).
+
+    `pruning`: the method (`keras_egf.pruning`) that decides *which* weights
+    each sparse layer keeps; the plan fixes *how many*. Data-driven methods
+    (snip, grasp, egf) score on `batches`; `pruning_options` go to the score.
     """
     architectures.check_activation(activation)
     input_dim = int(np.prod(input_shape))
@@ -104,13 +109,9 @@ def same_capacity_pair(input_shape, hidden_widths, num_classes,
         input_shape, sparse_widths(hidden_widths, sparse_width_multiplier),
         num_classes, activation, masked=True, kernel_initializers=inits(1000),
         seed=seed, name="sparse", **mlp_options)
-    rng = np.random.default_rng(seed)
-    masks = {
-        layer.name: masks_lib.random_mask_with_count(
-            layer.sparse_shape, layer.active, rng)
-        for layer in plan
-    }
-    masks_lib.apply_masks(sparse, masks)
+    masks_lib.prune(sparse, method=pruning, seed=seed, batches=batches,
+                    counts={layer.name: layer.active for layer in plan},
+                    **(pruning_options or {}))
     return CapacityPair(dense, sparse, plan)
 
 

@@ -6,7 +6,6 @@ one code path. `run_comparison(config, output_dir)` returns the results dict
 it also writes atomically to `output_dir/results.json`.
 """
 
-import dataclasses
 import math
 import os
 import platform
@@ -21,87 +20,16 @@ from keras_egf.files import (  # noqa: F401  (re-exported)
     write_json_atomic,
     write_text_atomic,
 )
-from keras_egf.model import DEFAULT_GRADIENT_FLOW_EVERY
+from keras_egf.model import DEFAULT_GRADIENT_FLOW_EVERY  # noqa: F401
 
-OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
-REGULARIZERS = ("l2", "da", "sc", "bn")
-MODEL_CHOICES = ("both", "sparse", "dense")
-PRUNING_METHODS = ("random",)
-EGF_DATA = ("train", "test")
-
-
-@dataclasses.dataclass
-class ComparisonConfig:
-    """Everything that defines one sparse-vs-dense comparison."""
-    dataset: str = "mnist5k"
-    optimizer: str = "adam"
-    learning_rate: float = 0.001
-    regularizers: tuple = ()
-    weight_decay: float = 5e-4
-    depth: int = 1
-    dense_width: int = 308
-    sparse_width_multiplier: float = 2.0
-    activation: str = "relu"
-    epochs: int = 5
-    batch_size: int = 128
-    seed: int = 0
-    pruning: str = "random"
-    egf_points: int = 5
-    egf_batches: int = 4
-    egf_data: str = "train"
-    gradient_flow_every: int = DEFAULT_GRADIENT_FLOW_EVERY
-    data_dir: str = None
-    jit_compile: bool = False
-    models: str = "both"
-
-    def validate(self):
-        """Raises ValueError naming the first bad field and its value."""
-        from keras_egf import architectures, data
-
-        def bad(name, why):
-            raise ValueError(f"{name}={getattr(self, name)!r}: {why}")
-
-        def choice(name, options):
-            if getattr(self, name) not in options:
-                bad(name, f"must be one of {list(options)}")
-
-        def positive_int(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                bad(name, "must be an integer >= 1")
-
-        choice("dataset", sorted(data.DATASETS))
-        choice("optimizer", OPTIMIZERS)
-        choice("activation", architectures.ACTIVATIONS)
-        choice("pruning", PRUNING_METHODS)
-        choice("models", MODEL_CHOICES)
-        choice("egf_data", EGF_DATA)
-        self.regularizers = tuple(r for r in self.regularizers if r)
-        for r in self.regularizers:
-            if r not in REGULARIZERS:
-                raise ValueError(
-                    f"regularizers={','.join(self.regularizers)!r}: unknown "
-                    f"regularizer {r!r}; use a comma list of {list(REGULARIZERS)}")
-        lr = self.learning_rate
-        if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-            bad("learning_rate", "must be a finite number > 0")
-        wd = self.weight_decay
-        if not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
-            bad("weight_decay", "must be a finite number >= 0")
-        for name in ("depth", "dense_width", "epochs", "batch_size",
-                     "egf_points", "egf_batches", "gradient_flow_every"):
-            positive_int(name)
-        m = self.sparse_width_multiplier
-        if not isinstance(m, (int, float)) or not math.isfinite(m) or m < 1:
-            bad("sparse_width_multiplier", "must be a finite number >= 1")
-        if self.egf_points > self.epochs:
-            bad("egf_points", f"must be <= epochs={self.epochs}")
-        return self
-
-    def to_dict(self):
-        d = dataclasses.asdict(self)
-        d["regularizers"] = list(self.regularizers)
-        return d
+from keras_egf.config import (  # noqa: F401  (re-exported)
+    EGF_DATA,
+    MODEL_CHOICES,
+    OPTIMIZERS,
+    PRUNING_METHODS,
+    REGULARIZERS,
+    ComparisonConfig,
+)
 
 
 # What each gf/EGF number in results.json is (also in the README).
@@ -152,7 +80,7 @@ def mask_digests(model):
     """{layer name: sha256 of its mask bytes} for masked layers."""
     import hashlib
 
-    from keras_egf.masks import get_masks
+    from keras_egf.pruning import get_masks
 
     return {name: hashlib.sha256(np.ascontiguousarray(m).tobytes()).hexdigest()
             for name, m in get_masks(model).items()}
@@ -160,12 +88,17 @@ def mask_digests(model):
 
 def _build_pair(config, ds):
     from keras_egf.capacity import same_capacity_pair
+    from keras_egf.pruning import get_pruning_method
 
     regs = set(config.regularizers)
+    batches = None
+    if get_pruning_method(config.pruning).needs_data:
+        batches = list(ds.train.take(config.pruning_batches))
     return same_capacity_pair(
         ds.input_shape, [config.dense_width] * config.depth, ds.num_classes,
-        config.sparse_width_multiplier, activation=config.activation,
-        seed=config.seed, batch_norm="bn" in regs,
+        config.effective_multiplier(), activation=config.activation,
+        seed=config.seed, pruning=config.pruning, batches=batches,
+        batch_norm="bn" in regs,
         skip_connections="sc" in regs,
         weight_decay=config.weight_decay if "l2" in regs else 0.0,
         gradient_flow_every=config.gradient_flow_every)

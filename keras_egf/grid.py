@@ -15,19 +15,17 @@ import dataclasses
 import itertools
 import json
 
-from keras_egf.experiment import ComparisonConfig
+from keras_egf import config as config_lib
+from keras_egf.config import ComparisonConfig
 
 TOP_LEVEL_KEYS = ("name", "fixed", "grid", "objective")
 OBJECTIVES = ("sparse_test_accuracy", "dense_test_accuracy",
               "sparse_minus_dense_accuracy")
-_FIELDS = {f.name: f for f in dataclasses.fields(ComparisonConfig)}
-_TYPES = {"dataset": str, "optimizer": str, "learning_rate": float,
-          "regularizers": str, "weight_decay": float, "depth": int,
-          "dense_width": int, "sparse_width_multiplier": float,
-          "activation": str, "epochs": int, "batch_size": int, "seed": int,
-          "pruning": str, "egf_points": int, "egf_batches": int,
-          "egf_data": str, "gradient_flow_every": int, "data_dir": str,
-          "jit_compile": bool, "models": str}
+_FIELDS = {f.name: f for f in config_lib.fields()}
+# Grid value types, from the config's fields (regularizers are written as
+# labels such as "DA_BN"); a field whose default is None also takes null.
+_TYPES = {f.name: (str if f.type is tuple else f.type) for f in config_lib.fields()}
+_NULLABLE = {f.name for f in config_lib.fields() if f.default is None}
 
 
 def parse_regularizers(label):
@@ -49,7 +47,7 @@ def _check_value(key, value, where):
         expected is not bool and isinstance(value, bool))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         ok = True
-    if key == "data_dir" and value is None:
+    if key in _NULLABLE and value is None:
         ok = True
     if not ok:
         raise ValueError(

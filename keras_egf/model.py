@@ -39,7 +39,7 @@ from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS, gradient_flow_measure
 _OPTIONS = ("track_gradient_flow", "mask_product", "gradient_flow_every")
 # Measured with `python -m benchmarks` (benchmarks/RESULTS.md): the smallest
 # interval whose tracking cost stays within 3 % in both jit modes.
-DEFAULT_GRADIENT_FLOW_EVERY = 1
+DEFAULT_GRADIENT_FLOW_EVERY = 32
 
 
 def _check_every(every):

@@ -23,23 +23,29 @@ import json
 import math
 import os
 
-import numpy as np
 
-from keras_egf.architectures import ACTIVATIONS
-from keras_egf.experiment import OPTIMIZERS
-from keras_egf.files import save_figure_atomic
-from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
+from keras_egf.config import OPTIMIZERS
 
-MEASURES = GRADIENT_FLOW_METRICS  # gf_1, gf_2, egf_1, egf_2
-MEASURE_LABELS = {"gf_1": "gf_1", "gf_2": "gf_2", "egf_1": "EGF_1", "egf_2": "EGF_2"}
-TARGETS = ("test_loss", "test_accuracy")
-TARGET_LABELS = {"test_loss": "test loss", "test_accuracy": "test accuracy"}
-MODELS = ("sparse", "dense")
-REGULARIZER_ORDER = ("NR", "L2", "DA", "SC", "BN", "DA_BN", "L2_BN", "SC_BN",
-                     "DA_SC_BN", "DA_L2_SC_BN")
-CELL_AXES = {"optimizer": OPTIMIZERS, "regularizer": REGULARIZER_ORDER,
-             "activation": ACTIVATIONS}
-DEFAULT_MIN_PAIRS = 5  # the smallest n whose exact one-sided p can reach 0.05
+from keras_egf.statistics import (  # noqa: F401  (the report's API)
+    CELL_AXES,
+    DEFAULT_MIN_PAIRS,
+    DIVERGED_TREATMENTS,
+    MEASURE_LABELS,
+    MEASURES,
+    MODELS,
+    PAPER_FASHION_MNIST,
+    REGULARIZER_ORDER,
+    TARGET_LABELS,
+    TARGETS,
+    cell_label,
+    correlation_markdown,
+    correlation_table,
+    diverged_treatment_text,
+    measure_values,
+    paper_reference_markdown,
+    wilcoxon_cells,
+)
+from keras_egf.statistics import _ordered
 
 
 @dataclasses.dataclass
@@ -158,238 +164,34 @@ def load_sweep(sweep_dir, strict=False):
     return Sweep(sweep_dir, trials, incomplete)
 
 
-def measure_values(sweep, model):
-    """(measures {name: array}, targets {name: array}) over `model`'s finished
-    trials, measures averaged over training."""
-    rows = [t for t in sweep.trials if t.finished(model)
-            and all(t.measure(model, m) is not None for m in MEASURES)]
-    measures = {m: np.array([t.measure(model, m) for t in rows]) for m in MEASURES}
-    targets = {k: np.array([t.models[model][k] for t in rows]) for k in TARGETS}
-    return measures, targets
-
-
-def correlation_table(sweep):
-    """Rows: model, measure, target, kendall_tau, kendall_p, spearman_rho,
-    spearman_p, n (τ and ρ keep their sign; NaN where undefined)."""
-    from scipy import stats
-
-    rows = []
-    for model in MODELS:
-        measures, targets = measure_values(sweep, model)
-        for measure in MEASURES:
-            for target in TARGETS:
-                x, y = measures[measure], targets[target]
-                n = len(x)
-                tau = p = rho = rho_p = float("nan")
-                if n >= 2 and np.ptp(x) > 0 and np.ptp(y) > 0:
-                    k = stats.kendalltau(x, y)
-                    s = stats.spearmanr(x, y)
-                    tau, p = float(k.statistic), float(k.pvalue)
-                    rho, rho_p = float(s.statistic), float(s.pvalue)
-                rows.append({"model": model, "measure": measure, "target": target,
-                             "kendall_tau": tau, "kendall_p": p,
-                             "spearman_rho": rho, "spearman_p": rho_p, "n": n})
-    return rows
-
-
-def _cell_text(row, stat="kendall"):
-    value, p = (row["kendall_tau"], row["kendall_p"]) if stat == "kendall" else (
-        row["spearman_rho"], row["spearman_p"])
-    if not math.isfinite(value):
-        return f"n/a (n={row['n']})"
-    return f"{value:+.3f} (p={p:.3g}, n={row['n']})"
-
-
-def correlation_markdown(rows, stat="kendall"):
-    """The paper's layout: a row per measure; columns sparse/dense × loss/acc.
-    `stat`: "kendall" (τ) or "spearman" (ρ)."""
-    if stat not in ("kendall", "spearman"):
-        raise ValueError(f"stat={stat!r}: must be 'kendall' or 'spearman'")
-    columns = [(m, t) for m in MODELS for t in TARGETS]
-    by_key = {(r["model"], r["measure"], r["target"]): r for r in rows}
-    header = "| measure | " + " | ".join(
-        f"{m} {TARGET_LABELS[t]}" for m, t in columns) + " |"
-    lines = [header, "|" + "---|" * (len(columns) + 1)]
-    for measure in MEASURES:
-        cells = [_cell_text(by_key[(m, measure, t)], stat) for m, t in columns]
-        lines.append(f"| {MEASURE_LABELS[measure]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-# design.md §5: the paper's |Kendall τ| on Fashion-MNIST MLPs, for reference.
-PAPER_FASHION_MNIST = {  # measure: (sparse loss, sparse acc, dense loss, dense acc)
-    "gf_1": (.355, .316, .365, .354), "gf_2": (.282, .292, .285, .329),
-    "egf_1": (.419, .373, .365, .354), "egf_2": (.360, .323, .298, .320)}
-
-
-def paper_reference_markdown():
-    """The paper's |τ| table (Fashion-MNIST MLPs) in the same layout."""
-    lines = ["| measure | " + " | ".join(
-        f"{m} {TARGET_LABELS[t]}" for m in MODELS for t in TARGETS) + " |",
-             "|" + "---|" * 5]
-    for measure in MEASURES:
-        lines.append(f"| {MEASURE_LABELS[measure]} | " + " | ".join(
-            f"{v:.3f}" for v in PAPER_FASHION_MNIST[measure]) + " |")
-    return "\n".join(lines)
-
-
-def _ordered(values, order):
-    known = [v for v in order if v in values]
-    return known + sorted(v for v in values if v not in order)
-
-
-DIVERGED_TREATMENTS = ("loss", "exclude")
-
-
-def diverged_treatment_text(diverged):
-    """One sentence saying how the Wilcoxon tests treat diverged models."""
-    if diverged == "loss":
-        return ("A diverged model counts as a loss for that model: chance "
-                "accuracy (1 / number of classes) in its pair "
-                "(--diverged=loss; --diverged=exclude drops such pairs).")
-    return ("Pairs with a diverged model are left out (--diverged=exclude; "
-            "this favours the model that diverged more often).")
-
-
-def _pair_value(trial, model, metric, diverged):
-    """`model`'s metric in a matched pair, chance accuracy if it diverged
-    (treatment "loss"), or None when the pair cannot be used."""
-    if trial.finished(model):
-        return trial.models[model][metric]
-    if (diverged == "loss" and trial.diverged(model)
-            and metric == "test_accuracy" and trial.num_classes):
-        return 1.0 / trial.num_classes
-    return None
-
-
-def wilcoxon_cells(sweep, row_axis="optimizer", col_axis="regularizer",
-                   min_pairs=DEFAULT_MIN_PAIRS, metric="test_accuracy",
-                   diverged="loss"):
-    """One-sided Wilcoxon signed-rank test of H1: Sparse > Dense per cell.
-
-    Pairs are the trials of the cell where both models finished; with
-    `diverged="loss"` (default) also those where a model diverged, counted
-    at chance accuracy. Wilcoxon drops zero differences, so the gate is the
-    effective n (non-zero differences). Returns (row labels, column labels,
-    {(row, col): cell}) where a cell has n (pairs), n_effective, n_diverged,
-    p_value (NaN when not computed), statistic, median_difference and status
-    "ok", "few" (n_effective < min_pairs) or "ties" (every difference 0).
-    """
-    from scipy import stats
-
-    if not isinstance(min_pairs, int) or min_pairs < 1:
-        raise ValueError(f"min_pairs={min_pairs!r}: must be an integer >= 1")
-    if diverged not in DIVERGED_TREATMENTS:
-        raise ValueError(f"diverged={diverged!r}: must be one of "
-                         f"{list(DIVERGED_TREATMENTS)}")
-    groups = {}
-    for t in sweep.trials:
-        key = (t.axis(row_axis), t.axis(col_axis))
-        groups.setdefault(key, [])
-        pair = [_pair_value(t, m, metric, diverged) for m in ("sparse", "dense")]
-        if None not in pair:
-            groups[key].append((*pair, t.diverged("sparse") or t.diverged("dense")))
-    cells = {}
-    for key, pairs in groups.items():
-        sparse = np.array([p[0] for p in pairs], float)
-        dense = np.array([p[1] for p in pairs], float)
-        diff = sparse - dense
-        n_effective = int(np.count_nonzero(diff))
-        cell = {"n": len(pairs), "n_effective": n_effective,
-                "n_diverged": sum(1 for p in pairs if p[2]),
-                "p_value": float("nan"), "statistic": float("nan"),
-                "median_difference": float(np.median(diff)) if len(pairs) else float("nan")}
-        if len(pairs) and n_effective == 0:
-            cell["status"] = "ties"
-        elif n_effective < min_pairs:
-            cell["status"] = "few"
-        else:
-            result = stats.wilcoxon(sparse, dense, alternative="greater")
-            cell.update(status="ok", p_value=float(result.pvalue),
-                        statistic=float(result.statistic))
-        cells[key] = cell
-    rows = _ordered({k[0] for k in cells}, CELL_AXES.get(row_axis, ()))
-    cols = _ordered({k[1] for k in cells}, CELL_AXES.get(col_axis, ()))
-    return rows, cols, cells
-
-
-def cell_label(cell, min_pairs):
-    if cell is None:
-        return ""
-    if cell["status"] == "few":
-        return f"n<{min_pairs}"
-    if cell["status"] == "ties":
-        return "ties"
-    return f"{cell['p_value']:.3f}"
-
-
 def plot_heatmap(rows, cols, cells, path, title, min_pairs):
-    """p-value heatmap, the value (or "n<k") written in each cell."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """p-value heatmap of `wilcoxon_cells`, the value (or "n<k") in each cell."""
+    from keras_egf.plots import plot_p_value_heatmap
 
-    data = np.full((len(rows), len(cols)), np.nan)
-    for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
-            cell = cells.get((r, c))
-            if cell is not None and cell["status"] == "ok":
-                data[i, j] = cell["p_value"]
-    fig, ax = plt.subplots(figsize=(max(5.5, 2.5 + 1.0 * len(cols)),
-                                    max(2.8, 1.6 + 0.55 * len(rows))))
-    cmap = matplotlib.colormaps["viridis_r"].with_extremes(bad="#dddddd")
-    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0, vmax=1,
-                      aspect="auto")
-    for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
-            label = cell_label(cells.get((r, c)), min_pairs)
-            value = data[i, j]
-            color = "white" if np.isfinite(value) and value > 0.5 else "black"
-            ax.text(j, i, label, ha="center", va="center", color=color, fontsize=9)
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, label="p-value")
-    fig.tight_layout()
-    save_figure_atomic(fig, path, dpi=110)
-    plt.close(fig)
+    values = {k: c["p_value"] for k, c in cells.items() if c["status"] == "ok"}
+    labels = {(r, c): cell_label(cells.get((r, c)), min_pairs)
+              for r in rows for c in cols}
+    plot_p_value_heatmap(rows, cols, values, labels, path, title)
 
 
 def plot_width(sweep, optimizer, path, measure="egf_2"):
     """Average `measure` and test accuracy against dense width, sparse vs
     dense, for one optimizer (mean over the other settings, trials dotted)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from keras_egf.plots import plot_against_width
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for model, color in (("sparse", "tab:red"), ("dense", "tab:blue")):
-        points = [(t.config["dense_width"], t.measure(model, measure),
-                   t.models[model]["test_accuracy"])
-                  for t in sweep.trials
-                  if t.config.get("optimizer") == optimizer and t.finished(model)
-                  and t.measure(model, measure) is not None]
-        if not points:
-            continue
-        widths = sorted({p[0] for p in points})
-        for ax, k in ((axes[0], 1), (axes[1], 2)):
-            ax.scatter([p[0] for p in points], [p[k] for p in points], s=10,
-                       alpha=0.35, color=color)
-            means = [np.mean([p[k] for p in points if p[0] == w]) for w in widths]
-            ax.plot(widths, means, "o-", color=color, label=f"{model} (mean)")
-    axes[0].set_ylabel(f"average {MEASURE_LABELS[measure]} over training")
-    axes[1].set_ylabel("test accuracy")
-    all_widths = sorted({t.config["dense_width"] for t in sweep.trials
-                         if t.config.get("optimizer") == optimizer})
-    for ax in axes:
-        ax.set_xticks(all_widths)
-        ax.set_xlabel("dense width (same capacity)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{optimizer}: gradient flow and accuracy against width")
-    fig.tight_layout()
-    save_figure_atomic(fig, path, dpi=110)
-    plt.close(fig)
+    points = {}
+    for model in MODELS:
+        points[model] = [(t.config["dense_width"], t.measure(model, measure),
+                          t.models[model]["test_accuracy"])
+                         for t in sweep.trials
+                         if t.config.get("optimizer") == optimizer
+                         and t.finished(model)
+                         and t.measure(model, measure) is not None]
+    widths = sorted({t.config["dense_width"] for t in sweep.trials
+                     if t.config.get("optimizer") == optimizer})
+    plot_against_width(points, widths, path,
+                       f"{optimizer}: gradient flow and accuracy against width",
+                       f"average {MEASURE_LABELS[measure]} over training")
 
 
 def _write_csv(path, rows, fields):
@@ -472,7 +274,10 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
                  f"n<{min_pairs}; wilcoxon.csv has n, n_effective and "
                  "n_diverged per cell. " + diverged_treatment_text(diverged), ""]
     wilcoxon_rows = []
-    for col_axis in ("regularizer", "activation"):
+    col_axes = ["regularizer", "activation"]
+    if len({t.config.get("pruning", "random") for t in sweep.trials}) > 1:
+        col_axes.append("pruning")  # a sweep over pruning methods
+    for col_axis in col_axes:
         rows, cols, cells = wilcoxon_cells(sweep, "optimizer", col_axis, min_pairs,
                                            diverged=diverged)
         name = f"wilcoxon_optimizer_x_{col_axis}"

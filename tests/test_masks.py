@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import keras_egf as ke
-from keras_egf import masks as masks_lib
-from keras_egf import sparsity_distributions as sd
+from keras_egf import pruning as masks_lib
+from keras_egf.pruning import distributions as sd
 
 
 def _model():
@@ -100,19 +100,27 @@ def test_magnitude_masks_keep_largest_entries():
 
 
 def test_register_pruning_method():
-    def all_but_first(model, sparsity, distribution, seed, exclude):
+    def first_entries_last(model, batches=None, seed=None, **options):
+        """A score: the first kernel entry of each layer scores lowest."""
         out = {}
         for l in masks_lib.masked_layers(model):
-            m = np.ones(l.kernel.shape, "float32")
-            m.flat[0] = 0
-            out[l.name] = m
+            s = np.ones(l.kernel.shape)
+            s.flat[0] = 0.0
+            out[l.name] = s
         return out
 
-    ke.register_pruning_method("all_but_first", all_but_first)
-    assert "all_but_first" in ke.all_pruning_method_names()
+    ke.register_pruning_method("first_entries_last", first_entries_last)
+    assert "first_entries_last" in ke.all_pruning_method_names()
     model = _model()
-    ke.prune(model, 0.0, method="all_but_first")
-    assert ke.prunable_layers(model)[0].kernel.numpy().flat[0] == 0.0
+    sizes = {l.name: int(np.prod(l.kernel.shape)) for l in ke.prunable_layers(model)}
+    masks = ke.prune(model, method="first_entries_last",
+                     counts={n: size - 1 for n, size in sizes.items()})
+    for layer in ke.prunable_layers(model):  # exactly the lowest score goes
+        assert masks[layer.name].flat[0] == 0
+        assert masks[layer.name].sum() == masks[layer.name].size - 1
+        assert layer.kernel.numpy().flat[0] == 0.0
+    with pytest.raises(ValueError, match="score must be callable"):
+        ke.register_pruning_method("bad", None)
 
 
 def test_prune_arguments_are_checked():

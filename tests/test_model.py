@@ -199,6 +199,14 @@ def test_gradient_flow_every_n_steps_measures_exactly_those_steps():
             expected = np.mean([per_step[s][key] for s in steps])
             np.testing.assert_allclose(history.history[key][epoch], expected,
                                        rtol=1e-5, err_msg=f"{key} {epoch}")
+    # train_on_batch measures on every call (each is its own "epoch").
+    for start in (0, 8):
+        expected = reference_measures(
+            model, [(x[start:start + 8], y[start:start + 8])], input_shape=(12,),
+            hidden_widths=[16, 16], num_classes=3)
+        logs = model.train_on_batch(x[start:start + 8], y[start:start + 8],
+                                    return_dict=True)
+        np.testing.assert_allclose(logs["gf_2"], expected["gf_2"], rtol=1e-5)
     config = model.get_config()
     assert config["gradient_flow_every"] == 3
     assert ke.MaskedModel.from_config(config).gradient_flow_every == 3

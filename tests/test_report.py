@@ -219,3 +219,20 @@ def test_bad_sweep_dirs_are_named(tmp_path):
         report.load_sweep(str(tmp_path / "bad"), strict=True)
     with pytest.raises(ValueError, match="no readable results.json.*trial_0"):
         report.load_sweep(str(tmp_path / "bad"))  # nothing readable
+
+
+def test_report_groups_by_pruning_method_when_a_sweep_varies_it(tmp_path):
+    rng = np.random.default_rng(1)
+    trials = []
+    for i in range(12):
+        s_acc, d_acc = rng.uniform(0.5, 0.9, 2)
+        trials.append(({"pruning": ("random", "snip")[i % 2]},
+                       {"sparse": _model(float(s_acc), 1.0, 2.0 + i),
+                        "dense": _model(float(d_acc), 1.0, 3.0 + i)}))
+    path = _write(tmp_path, trials)
+    rows, cols, cells = report.wilcoxon_cells(report.load_sweep(path),
+                                              "optimizer", "pruning", min_pairs=3)
+    assert cols == ["random", "snip"] and cells[("adam", "snip")]["n"] == 6
+    result = report.write_report(path, str(tmp_path / "r"), min_pairs=3)
+    assert "### optimizer × pruning" in result["markdown"]
+    assert (tmp_path / "r" / "wilcoxon_optimizer_x_pruning.png").exists()

@@ -301,3 +301,45 @@ def test_one_epoch_comparison_png_draws_points(tmp_path, monkeypatch):
     assert all(l.get_marker() not in (None, "None", "") for l in lines)
     assert all(len(l.get_xdata()) == 1 for l in lines)
     assert os.stat(path).st_mode & 0o777 == files.default_file_mode()
+
+
+def test_sparse_width_fixes_the_sparse_model_across_dense_widths(tmp_path):
+    from keras_egf import grid as grid_lib
+
+    with pytest.raises(ValueError, match="sparse_width=10: must be an integer >= "
+                       "dense_width=12"):
+        _tiny_config(sparse_width=10).validate()
+    paper = grid_lib.load_grid(os.path.join(ROOT, "configs/grids/paper_fashion_mnist.json"))
+    for width, density in ((308, 0.1), (923, 0.3), (2768, 0.9)):
+        config = paper.config({"optimizer": "adam", "regularizers": "NR",
+                               "depth": 2, "dense_width": width,
+                               "activation": "relu", "learning_rate": 0.001})
+        assert config.sparse_width == 3076
+        assert config.effective_multiplier() * width == pytest.approx(3076)
+        from keras_egf.capacity import same_capacity_plan
+        plan = same_capacity_plan(784, [width] * 2, 10, config.effective_multiplier())
+        assert [l.sparse_shape for l in plan] == [(784, 3076), (3076, 3076), (3076, 10)]
+        hidden = plan[1]
+        assert hidden.active / (3076 * 3076) == pytest.approx(density ** 2, rel=0.01)
+    results = experiment.run_comparison(
+        _tiny_config(epochs=1, egf_points=1, sparse_width=30, pruning="snip"),
+        str(tmp_path), verbose=0, plot=False)
+    sparse, dense = results["models"]["sparse"], results["models"]["dense"]
+    assert sparse["widths"] == [30, 10] and dense["widths"] == [12, 10]
+    assert sparse["active_weights"] == dense["active_weights"]
+    assert results["config"]["pruning"] == "snip"
+
+
+def test_pruning_flag_changes_masks_not_counts(tmp_path):
+    runs = {}
+    for method in ("random", "snip"):
+        out = tmp_path / method
+        proc = _train([*TINY, "--epochs=1", "--egf_points=1", "--models=sparse",
+                       f"--pruning={method}", "--seed=3", f"--output_dir={out}"])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[method] = json.loads((out / "results.json").read_text())
+    a, b = (runs[m]["models"]["sparse"] for m in ("random", "snip"))
+    assert a["active_weights"] == b["active_weights"] == {
+        "hidden_0": 784 * 12, "output": 12 * 10}
+    assert a["mask_sha256"]["hidden_0"] != b["mask_sha256"]["hidden_0"]
+    assert runs["snip"]["config"]["pruning"] == "snip"

@@ -10,46 +10,38 @@ run trains into a hidden staging folder beside it, which replaces it only
 when the run has finished (Ctrl-C leaves --output_dir as it was; exit 130).
 """
 
-import math
-
 from absl import app
 from absl import flags
 
+from keras_egf import config as config_lib
 from keras_egf import data
 from keras_egf import experiment
-from keras_egf.architectures import ACTIVATIONS
 from trainers import EXIT_INTERRUPTED, fail, run_binary
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("dataset", "mnist5k", sorted(data.DATASETS), "Dataset.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
-flags.DEFINE_enum("optimizer", "adam", experiment.OPTIMIZERS, "Optimizer.")
-flags.DEFINE_float("learning_rate", 0.001, "Learning rate (> 0).")
-flags.DEFINE_list("regularizers", [], "Comma list of l2, da, sc, bn; empty = none.")
-flags.DEFINE_float("weight_decay", 5e-4, "L2 factor (l2) and AdamW's decay.")
-flags.DEFINE_integer("depth", 1, "Number of hidden layers (>= 1).")
-flags.DEFINE_integer("dense_width", 308, "Hidden width of the dense model.")
-flags.DEFINE_float("sparse_width_multiplier", 2.0,
-                   "Sparse width = multiplier x dense width (>= 1).")
-flags.DEFINE_enum("activation", "relu", ACTIVATIONS, "Hidden activation.")
-flags.DEFINE_integer("epochs", 5, "Training epochs (>= 1).")
-flags.DEFINE_integer("batch_size", 128, "Batch size (>= 1).")
-flags.DEFINE_integer("seed", 0, "Seed of masks, init and data order.")
-flags.DEFINE_enum("pruning", "random", experiment.PRUNING_METHODS,
-                  "Pruning method of the sparse model.")
-flags.DEFINE_integer("egf_points", 5, "Epochs at which EGF is measured on a "
-                     "fixed batch set, spread evenly (1..epochs).")
-flags.DEFINE_integer("egf_batches", 4, "Batches in the fixed EGF batch set.")
-flags.DEFINE_enum("egf_data", "train", experiment.EGF_DATA,
-                  "Data of the fixed EGF batch set.")
-flags.DEFINE_integer(
-    "gradient_flow_every", experiment.DEFAULT_GRADIENT_FLOW_EVERY,
-    "Per-step gf/EGF (History, TensorBoard epoch_* scalars) on every N-th "
-    "training step and the first of each epoch (>= 1; 1 = every step). The "
-    "fixed-batch EGF points (--egf_points) are not affected.")
-flags.DEFINE_bool("jit_compile", False, "Compile training steps with XLA.")
-flags.DEFINE_enum("models", "both", experiment.MODEL_CHOICES, "Models to train.")
+
+def define_config_flags():
+    """One flag per ComparisonConfig field: its default, help and choices
+    (a setting is declared once, in keras_egf/config.py)."""
+    for field in config_lib.fields():
+        name, default = field.name, field.default
+        help_text, choices = field.metadata["help"], field.metadata["choices"]
+        if field.type is tuple:
+            flags.DEFINE_list(name, list(default), help_text)
+        elif choices:
+            flags.DEFINE_enum(name, default, list(choices), help_text)
+        elif field.type is bool:
+            flags.DEFINE_bool(name, default, help_text)
+        elif field.type is int:
+            flags.DEFINE_integer(name, default, help_text)
+        elif field.type is float:
+            flags.DEFINE_float(name, default, help_text)
+        else:
+            flags.DEFINE_string(name, default, help_text)
+
+
+define_config_flags()
 flags.DEFINE_string("output_dir", "runs/train", "Where results go (must be "
                     "empty or new, unless --overwrite).")
 flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output_dir (once "
@@ -57,51 +49,17 @@ flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output_dir (once "
 flags.DEFINE_integer("verbose", 1, "Keras verbosity (0, 1 progress bar, 2).")
 
 
-def _positive_finite(value):
-    return value is not None and math.isfinite(value) and value > 0
-
-
-flags.register_validator("learning_rate", _positive_finite,
-                         message="--learning_rate must be a finite number > 0")
-flags.register_validator("depth", lambda v: v is not None and v >= 1,
-                         message="--depth must be >= 1")
-flags.register_validator("dense_width", lambda v: v is not None and v >= 1,
-                         message="--dense_width must be >= 1")
-flags.register_validator("epochs", lambda v: v is not None and v >= 1,
-                         message="--epochs must be >= 1")
-flags.register_validator("batch_size", lambda v: v is not None and v >= 1,
-                         message="--batch_size must be >= 1")
-flags.register_validator(
-    "sparse_width_multiplier", lambda v: v is not None and math.isfinite(v) and v >= 1,
-    message="--sparse_width_multiplier must be a finite number >= 1")
-flags.register_validator("gradient_flow_every",
-                         lambda v: v is not None and v >= 1,
-                         message="--gradient_flow_every must be >= 1")
-flags.register_validator(
-    "regularizers",
-    lambda v: all(r in experiment.REGULARIZERS for r in v if r),
-    message=f"--regularizers takes a comma list of {list(experiment.REGULARIZERS)}")
-flags.register_multi_flags_validator(
-    ["egf_points", "epochs"],
-    lambda f: f["egf_points"] is not None and 1 <= f["egf_points"] <= f["epochs"],
-    message="--egf_points must be in [1, --epochs]")
-
-
 def config_from_flags():
-    """A validated ComparisonConfig from the parsed flags."""
-    return experiment.ComparisonConfig(
-        dataset=FLAGS.dataset, optimizer=FLAGS.optimizer,
-        learning_rate=FLAGS.learning_rate,
-        regularizers=tuple(FLAGS.regularizers),
-        weight_decay=FLAGS.weight_decay, depth=FLAGS.depth,
-        dense_width=FLAGS.dense_width,
-        sparse_width_multiplier=FLAGS.sparse_width_multiplier,
-        activation=FLAGS.activation, epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size, seed=FLAGS.seed, pruning=FLAGS.pruning,
-        egf_points=FLAGS.egf_points, egf_batches=FLAGS.egf_batches,
-        egf_data=FLAGS.egf_data, data_dir=FLAGS.data_dir,
-        gradient_flow_every=FLAGS.gradient_flow_every,
-        jit_compile=FLAGS.jit_compile, models=FLAGS.models).validate()
+    """A validated ComparisonConfig from the parsed flags; a bad value
+    raises ValueError naming its flag (`--name=value: why`)."""
+    values = {}
+    for field in config_lib.fields():
+        value = FLAGS[field.name].value
+        values[field.name] = tuple(value) if field.type is tuple else value
+    try:
+        return config_lib.ComparisonConfig(**values).validate()
+    except ValueError as e:
+        raise ValueError(f"--{e}") from None
 
 
 def main(argv):

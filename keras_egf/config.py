@@ -1,0 +1,141 @@
+"""The comparison config: every setting of one SC-SDC run, declared once.
+
+Each field of `ComparisonConfig` carries its default, help text and choices
+(`dataclasses.field` metadata); the training binary's flags
+(`trainers/train.py`) and the grid's value types (`keras_egf.grid`) are
+derived from these fields, and `validate` checks them all.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from keras_egf.architectures import ACTIVATIONS
+from keras_egf.data import DATASETS
+from keras_egf.model import DEFAULT_GRADIENT_FLOW_EVERY
+from keras_egf.pruning import all_pruning_method_names
+
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
+REGULARIZERS = ("l2", "da", "sc", "bn")
+MODEL_CHOICES = ("both", "sparse", "dense")
+PRUNING_METHODS = tuple(all_pruning_method_names())  # the pruning registry
+EGF_DATA = ("train", "test")
+DATASET_NAMES = tuple(sorted(DATASETS))
+
+
+def setting(default, help, choices=None):
+    """A config field with its help text and (optional) allowed values."""
+    return dataclasses.field(default=default,
+                             metadata={"help": help, "choices": choices})
+
+
+def fields():
+    """The config's fields, in declaration order."""
+    return dataclasses.fields(ComparisonConfig)
+
+
+def field_names():
+    """Names of every setting."""
+    return tuple(f.name for f in fields())
+
+
+@dataclasses.dataclass
+class ComparisonConfig:
+    """Everything that defines one sparse-vs-dense comparison."""
+    dataset: str = setting("mnist5k", "Dataset (tfds ones must be prepared "
+                           "once: tfds build NAME --data_dir=DIR).",
+                           choices=DATASET_NAMES)
+    optimizer: str = setting("adam", "Optimizer (momentum = SGD with momentum "
+                             "0.9).", choices=OPTIMIZERS)
+    learning_rate: float = setting(0.001, "Learning rate (> 0).")
+    regularizers: tuple = setting((), "Comma list of l2, da, sc, bn; empty = "
+                                  "none.", choices=REGULARIZERS)
+    weight_decay: float = setting(5e-4, "L2 factor (l2) and AdamW's decay.")
+    depth: int = setting(1, "Number of hidden layers (>= 1).")
+    dense_width: int = setting(308, "Hidden width of the dense model.")
+    sparse_width_multiplier: float = setting(
+        2.0, "Sparse width = multiplier x dense width (>= 1).")
+    sparse_width: int = setting(
+        None, "Sparse hidden width; overrides --sparse_width_multiplier (the "
+        "paper's grids keep one sparse width, ~3076, across dense widths).")
+    activation: str = setting("relu", "Hidden activation.", choices=ACTIVATIONS)
+    epochs: int = setting(5, "Training epochs (>= 1).")
+    batch_size: int = setting(128, "Batch size (>= 1).")
+    seed: int = setting(0, "Seed of masks, init and data order.")
+    pruning: str = setting("random", "Pruning method of the sparse model: "
+                           "which weights each layer keeps (the capacity plan "
+                           "fixes how many).", choices=PRUNING_METHODS)
+    pruning_batches: int = setting(1, "Training batches the data-driven "
+                                   "pruning methods (snip, grasp, egf) score on.")
+    egf_points: int = setting(5, "Epochs at which EGF is measured on a fixed "
+                              "batch set, spread evenly (1..epochs).")
+    egf_batches: int = setting(4, "Batches in the fixed EGF batch set.")
+    egf_data: str = setting("train", "Data of the fixed EGF batch set.",
+                            choices=EGF_DATA)
+    gradient_flow_every: int = setting(
+        DEFAULT_GRADIENT_FLOW_EVERY, "Per-step gf/EGF (History, TensorBoard "
+        "epoch_* scalars) on each epoch's steps 0, N, 2N, ... (>= 1; 1 = every "
+        "step). The fixed-batch EGF points (--egf_points) are not affected.")
+    data_dir: str = setting(None, "tensorflow-datasets data_dir.")
+    jit_compile: bool = setting(False, "Compile training steps with XLA.")
+    models: str = setting("both", "Models to train.", choices=MODEL_CHOICES)
+
+    def validate(self):
+        """Raises ValueError naming the first bad field and its value."""
+        def bad(name, why):
+            raise ValueError(f"{name}={getattr(self, name)!r}: {why}")
+
+        def choice(name, options):
+            if getattr(self, name) not in options:
+                bad(name, f"must be one of {list(options)}")
+
+        def positive_int(name):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                bad(name, "must be an integer >= 1")
+
+        for f in fields():
+            if f.metadata["choices"] and f.type is not tuple:
+                choice(f.name, f.metadata["choices"])
+        self.regularizers = tuple(r for r in self.regularizers if r)
+        for r in self.regularizers:
+            if r not in REGULARIZERS:
+                raise ValueError(
+                    f"regularizers={','.join(self.regularizers)!r}: unknown "
+                    f"regularizer {r!r}; use a comma list of {list(REGULARIZERS)}")
+        lr = self.learning_rate
+        if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            bad("learning_rate", "must be a finite number > 0")
+        wd = self.weight_decay
+        if not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
+            bad("weight_decay", "must be a finite number >= 0")
+        for name in ("depth", "dense_width", "epochs", "batch_size",
+                     "egf_points", "egf_batches", "gradient_flow_every",
+                     "pruning_batches"):
+            positive_int(name)
+        m = self.sparse_width_multiplier
+        if not isinstance(m, (int, float)) or not math.isfinite(m) or m < 1:
+            bad("sparse_width_multiplier", "must be a finite number >= 1")
+        if self.sparse_width is not None:
+            v = self.sparse_width
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or \
+                    v < self.dense_width:
+                bad("sparse_width", f"must be an integer >= dense_width="
+                    f"{self.dense_width} (or None to use the multiplier)")
+        if self.egf_points > self.epochs:
+            bad("egf_points", f"must be <= epochs={self.epochs}")
+        return self
+
+    def effective_multiplier(self):
+        """Sparse width / dense width: `sparse_width` when set (the paper's
+        grids, read as one sparse width at several densities), else
+        `sparse_width_multiplier`."""
+        if self.sparse_width is not None:
+            return self.sparse_width / self.dense_width
+        return self.sparse_width_multiplier
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["regularizers"] = list(self.regularizers)
+        return d

@@ -1,0 +1,188 @@
+"""Pruning from scratch: methods as scores, one registry, exact masks.
+
+    masks = keras_egf.pruning.prune(model, 0.9, method="snip",
+                                    batches=[(x, y)], scope="layer",
+                                    distribution="erk", seed=0)
+
+A method is a score function (`keras_egf.pruning.scores`); `prune` turns its
+scores into masks with exactly the requested kept counts, per layer (from a
+sparsity distribution, or explicit `counts`, as the SC-SDC capacity plan
+gives them) or over all layers at once (`scope="global"`). Iterative methods
+(SynFlow, EGF-guided) re-score the pruned model for `rounds` rounds, the kept
+fraction shrinking geometrically to the target, so masks only get sparser.
+"""
+
+import collections
+
+import numpy as np
+
+from keras_egf.pruning import distributions
+from keras_egf.pruning import scores as scores_lib
+from keras_egf.pruning.distributions import (  # noqa: F401
+    all_distribution_names,
+    check_sparsity,
+    get_distribution,
+    register_distribution,
+)
+from keras_egf.pruning.masks import (  # noqa: F401
+    apply_masks,
+    check_exclude,
+    get_masks,
+    kept_count,
+    kernel_shapes,
+    layer_counts,
+    layer_sparsities,
+    masked_layers,
+    masks_from_scores,
+    random_mask_with_count,
+    top_k_mask,
+)
+
+PruningMethod = collections.namedtuple(
+    "PruningMethod", ["score", "needs_data", "rounds", "min_per_layer"])
+SCOPES = ("layer", "global")
+
+_METHODS = {
+    "random": PruningMethod(scores_lib.random_scores, False, 1, 0),
+    "magnitude": PruningMethod(scores_lib.magnitude_scores, False, 1, 0),
+    "snip": PruningMethod(scores_lib.snip_scores, True, 1, 0),
+    "grasp": PruningMethod(scores_lib.grasp_scores, True, 1, 0),
+    "synflow": PruningMethod(scores_lib.synflow_scores, False, 100, 0),
+    "egf": PruningMethod(scores_lib.egf_scores, True, 10, 1),
+}
+
+
+def all_pruning_method_names():
+    """Names of the registered pruning methods."""
+    return sorted(_METHODS)
+
+
+def register_pruning_method(name, score, needs_data=False, rounds=1,
+                            min_per_layer=0):
+    """Registers `score(model, batches, seed, **options) -> {layer: scores}`.
+
+    `rounds` > 1 makes it iterative; `min_per_layer` is the floor of kept
+    weights per layer under global ranking.
+    """
+    if not callable(score):
+        raise ValueError(f"score must be callable. Received: score={score!r}")
+    _METHODS[name] = PruningMethod(score, bool(needs_data), int(rounds),
+                                   int(min_per_layer))
+
+
+def get_pruning_method(name):
+    """Returns the PruningMethod registered as `name`."""
+    if name not in _METHODS:
+        raise ValueError(f"Unknown pruning method {name!r}. Supported: "
+                         f"{all_pruning_method_names()}")
+    return _METHODS[name]
+
+
+def _check_seed(seed):
+    if seed is not None and (isinstance(seed, bool)
+                             or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise ValueError(
+            f"seed must be None or an integer >= 0. Received: seed={seed!r}")
+    return seed
+
+
+def compute_masks(model, sparsity=None, method="random", distribution="uniform",
+                  scope="layer", seed=None, exclude=(), batches=None,
+                  counts=None, rounds=None, **options):
+    """Masks {layer name: 0/1 array} of `method`, exact kept counts.
+
+    Args:
+        sparsity: target in [0, 1): per layer via `distribution` ("uniform",
+            "erk") when scope="layer", of all non-excluded layers together
+            when scope="global". Not used when `counts` is given.
+        counts: {layer name: kept weights} for every masked layer (e.g. an
+            SC-SDC capacity plan): the method only decides which weights.
+        batches: [(x, y), ...] for data-driven methods (snip, grasp, egf).
+        rounds: iterations of an iterative method (default: the method's).
+        **options: passed to the score function (e.g. loss, temperature).
+
+    The model's masks are changed only by iterative methods (between
+    rounds); `prune` applies the final masks.
+    """
+    spec = get_pruning_method(method)
+    _check_seed(seed)
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}. Received: scope={scope!r}")
+    exclude = check_exclude(model, exclude)
+    shapes = kernel_shapes(model)
+    sizes = {n: int(np.prod(s)) for n, s in shapes.items()}
+    if counts is not None:
+        missing = sorted(set(shapes) - set(counts))
+        if missing or scope != "layer":
+            raise ValueError("counts must name every masked layer (missing: "
+                             f"{missing}) and go with scope='layer'")
+        for n, c in counts.items():
+            if not 1 <= int(c) <= sizes[n]:
+                raise ValueError(f"counts[{n!r}]={c}: must be in [1, {sizes[n]}]")
+        final = {n: int(counts[n]) for n in shapes}
+        total = None
+    else:
+        check_sparsity(sparsity)
+        if scope == "layer":
+            final = layer_counts(model, sparsity, distribution, exclude)
+            total = None
+        else:
+            pruned = [n for n in shapes if n not in exclude]
+            total = kept_count(sum(sizes[n] for n in pruned), sparsity)
+            final = None
+    if spec.needs_data and not batches:
+        raise ValueError(f"Pruning method {method!r} needs data: pass "
+                         "batches=[(x, y), ...] (e.g. --pruning_batches).")
+    rounds = spec.rounds if rounds is None else int(rounds)
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1. Received: rounds={rounds}")
+    dense = {n: np.ones(shapes[n], np.float32) for n in exclude}
+    masks = None
+    for k in range(1, rounds + 1):
+        fraction = k / rounds  # kept = final ** (k / rounds), geometric
+        raw = spec.score(model, batches=batches, seed=seed, **options)
+        current = get_masks(model)  # a pruned weight is never regrown
+        scores = {n: np.where(current[n] > 0, raw[n], -np.inf)
+                  for n in shapes if n not in exclude}
+        if final is not None:
+            target = {n: final[n] if k == rounds else max(final[n], int(round(
+                sizes[n] * (final[n] / sizes[n]) ** fraction))) for n in scores}
+            masks = masks_from_scores(scores, counts=target)
+        else:
+            grand = sum(sizes[n] for n in scores)
+            kept = total if k == rounds else max(total, int(round(
+                grand * (total / grand) ** fraction)))
+            masks = masks_from_scores(scores, total=kept,
+                                      min_per_layer=spec.min_per_layer)
+        if k < rounds:
+            apply_masks(model, masks)
+    return {**masks, **dense}
+
+
+def prune(model, sparsity=None, method="random", distribution="uniform",
+          seed=None, exclude=(), scope="layer", batches=None, counts=None,
+          **options):
+    """Computes masks with `method` and applies them; returns the masks.
+
+    `exclude`: a layer name or names left dense (all-ones masks).
+    """
+    masks = compute_masks(model, sparsity, method=method,
+                          distribution=distribution, scope=scope, seed=seed,
+                          exclude=exclude, batches=batches, counts=counts,
+                          **options)
+    apply_masks(model, masks)
+    return masks
+
+
+def random_masks(model, sparsity, distribution="uniform", seed=None, exclude=()):
+    """Random masks with an exact number of kept weights per layer."""
+    return compute_masks(model, sparsity, "random", distribution, seed=seed,
+                         exclude=exclude)
+
+
+def magnitude_masks(model, sparsity, distribution="uniform", seed=None,
+                    exclude=()):
+    """One-shot magnitude pruning: keep the largest |kernel| entries."""
+    return compute_masks(model, sparsity, "magnitude", distribution, seed=seed,
+                         exclude=exclude)
