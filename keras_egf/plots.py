@@ -36,7 +36,9 @@ def plot_comparison(results, path):
         axes[2].plot([p["epoch"] for p in pts], [p["egf_1"] for p in pts],
                      "s:", color=color, label=f"{name} EGF_1")
     axes[0].set(title="Training accuracy", xlabel="epoch", ylabel="accuracy")
-    axes[1].set(title="Per-step gradient flow (epoch mean of batch norms)",
+    every = results["config"].get("gradient_flow_every", 1)
+    steps = "every step" if every == 1 else f"steps 0, {every}, {2 * every}, …"
+    axes[1].set(title=f"Per-step gradient flow (epoch mean, {steps})",
                 xlabel="epoch", yscale="log")
     axes[2].set(title="Fixed-batch EGF (norm of the mean gradient)",
                 xlabel="epoch", yscale="log")
