@@ -134,7 +134,7 @@ class EGFCallback(keras.callbacks.Callback):
 
     At the end of each evaluation epoch it computes gf_1, gf_2, egf_1, egf_2
     and per-layer EGF norms from one gradient accumulated over `batches`
-    (design.md section 2), adds them to the epoch logs as `eval_gf_1`, ...,
+    (docs/method.md §2), adds them to the epoch logs as `eval_gf_1`, ...,
     writes them to TensorBoard (`log_dir`, tags `egf/gf_1`, ...,
     `egf_layers/<layer>/egf_2`, step = epoch) and keeps them in `points`.
     `average` is the mean over the points so far ("average EGF").

@@ -1,4 +1,4 @@
-"""Same capacity (SC-SDC, design.md section 3): counting active weights and
+"""Same capacity (SC-SDC, docs/method.md §3): counting active weights and
 building dense/sparse networks with exactly equal per-layer capacity."""
 
 import collections

@@ -1,6 +1,6 @@
 """Initialisers whose variance comes from a given (dense) fan-in/fan-out.
 
-SC-SDC (design.md section 3) initialises a sparse layer's active weights
+SC-SDC (docs/method.md §3) initialises a sparse layer's active weights
 from its dense twin's distribution: He normal (ReLU-like activations) or
 Glorot normal (others), with the dense layer's fans, not the sparse layer's.
 `fan_scaled_normal` returns the very truncated normal that

@@ -10,7 +10,7 @@ Inside `effective_kernel_gradients()` (entered by `MaskedModel.train_step`) the
 mask product has a straight-through gradient: autodiff's gradient with respect
 to the kernel variable is then the gradient with respect to the effective
 kernel, g = dC/d(kernel * mask), which is in general non-zero at pruned
-positions (design.md section 2). Outside that context the gradient is the
+positions (docs/method.md §2). Outside that context the gradient is the
 ordinary, masked one, so the layers are also safe in a plain `keras.Model`.
 """
 

@@ -1,4 +1,4 @@
-"""The paper-style report of a sweep (design.md §5).
+"""The paper-style report of a sweep (docs/method.md §5).
 
 From every trial's results.json under a sweep folder:
 - `correlation_table`: Kendall's τ (and Spearman's ρ) between each gradient
@@ -265,7 +265,7 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
         table, "",
         "Spearman's ρ, same layout:", "", correlation_markdown(corr, "spearman"), "",
         "For reference, the paper's |correlation| on Fashion-MNIST MLPs "
-        "(Tessera et al.; 600 MLPs × 500 epochs, design.md §5):", "",
+        "(Tessera et al.; 600 MLPs × 500 epochs; see docs/method.md §5 of keras-egf):", "",
         paper_reference_markdown(), ""]
     sections += ["## H1: Sparse > Dense (one-sided Wilcoxon signed-rank on "
                  "matched pairs, test accuracy)", "",

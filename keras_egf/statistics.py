@@ -85,7 +85,7 @@ def correlation_markdown(rows, stat="kendall"):
     return "\n".join(lines)
 
 
-# design.md §5: the paper's |Kendall τ| on Fashion-MNIST MLPs, for reference.
+# docs/method.md §5: the paper's |Kendall τ| on Fashion-MNIST MLPs, for reference.
 PAPER_FASHION_MNIST = {  # measure: (sparse loss, sparse acc, dense loss, dense acc)
     "gf_1": (.355, .316, .365, .354), "gf_2": (.282, .292, .285, .329),
     "egf_1": (.419, .373, .365, .354), "egf_2": (.360, .323, .298, .320)}
