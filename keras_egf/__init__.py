@@ -36,8 +36,10 @@ from keras_egf.pruning import (
     get_masks,
     magnitude_masks,
     prune,
+    prune_low_magnitude,
     random_masks,
     register_pruning_method,
+    strip_pruning,
 )
 
 __version__ = "0.1.0"

@@ -186,3 +186,16 @@ def magnitude_masks(model, sparsity, distribution="uniform", seed=None,
     """One-shot magnitude pruning: keep the largest |kernel| entries."""
     return compute_masks(model, sparsity, "magnitude", distribution, seed=seed,
                          exclude=exclude)
+
+
+from keras_egf.pruning.conversion import prune_low_magnitude, strip_pruning  # noqa: E402,F401
+from keras_egf.pruning.gradual import (  # noqa: E402,F401
+    PruningSummaries,
+    UpdatePruningStep,
+    update_masks,
+)
+from keras_egf.pruning.schedules import (  # noqa: E402,F401
+    ConstantSparsity,
+    PolynomialDecay,
+    as_schedule,
+)

@@ -1,0 +1,139 @@
+"""TFMOT's workflow on Keras 3: prune_low_magnitude, schedules, the
+UpdatePruningStep / PruningSummaries callbacks, strip_pruning, save/load
+without keras_egf."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import keras_egf as ke
+from keras_egf import pruning
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _keras3_model():
+    return keras.Sequential([keras.Input((12,)),
+                             keras.layers.Dense(16, activation="relu", name="d1"),
+                             keras.layers.Dense(3, name="d2")])
+
+
+def _data(n=320):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 12)).astype("float32"), rng.integers(0, 3, n)
+
+
+def test_schedules_match_tfmot_formulas():
+    poly = pruning.PolynomialDecay(0.1, 0.8, begin_step=10, end_step=50,
+                                   power=3, frequency=10)
+    for step in (10, 20, 30, 40, 50):
+        expected = 0.8 + (0.1 - 0.8) * (1 - (step - 10) / 40) ** 3
+        assert poly(step) == (True, pytest.approx(expected))
+    assert poly(15)[0] is False and poly(60)[0] is False and poly(0)[0] is False
+    const = pruning.ConstantSparsity(0.5, begin_step=0, frequency=100)
+    assert const(0) == (True, 0.5) and const(150) == (False, 0.5)
+    with pytest.raises(ValueError, match="end_step=-1"):
+        pruning.PolynomialDecay(0.0, 0.5, 0, -1)
+    with pytest.raises(ValueError, match="target_sparsity"):
+        pruning.ConstantSparsity(1.5)
+    with pytest.raises(ValueError, match="pruning_schedule must be"):
+        pruning.as_schedule("poly")
+
+
+def test_tutorial_prune_fit_strip_save_load(tmp_path):
+    x, y = _data()
+    base = _keras3_model()
+    before = base.predict(x[:8], verbose=0)
+    schedule = pruning.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=30,
+                                       frequency=10)
+    model = ke.prune_low_magnitude(base, schedule)
+    assert isinstance(model, ke.MaskedModel)
+    assert [type(l).__name__ for l in ke.prunable_layers(model)] == [
+        "MaskedDense", "MaskedDense"]
+    np.testing.assert_allclose(model.predict(x[:8], verbose=0), before, rtol=1e-6)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), metrics=["accuracy"])
+    update = pruning.UpdatePruningStep()
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,
+                        callbacks=[update, pruning.PruningSummaries(str(tmp_path / "tb"))])
+    assert [s for s, _ in update.updates] == [0, 10, 20, 30]
+    for layer in ke.prunable_layers(model):
+        size = int(np.prod(layer.kernel.shape))
+        assert abs(int(layer.mask.numpy().sum()) - round(0.25 * size)) <= 1
+        pruned = layer.mask.numpy() == 0
+        assert np.all(layer.kernel.numpy()[pruned] == 0.0)
+        slots = pruning.gradual._optimizer_slots(model.optimizer, layer.kernel)
+        assert len(slots) == 2  # Adam's two moments
+        for slot in slots:
+            assert np.all(slot.numpy()[pruned] == 0.0), slot.path
+    assert np.isfinite(history.history["egf_2"][0])
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["tensors"] + acc.Tags()["scalars"]
+    assert "pruning/d1/sparsity" in tags and "pruning/target_sparsity" in tags
+    # Strip: plain Dense layers, no masks, same predictions.
+    stripped = ke.strip_pruning(model)
+    assert [type(l).__name__ for l in stripped.layers if l.weights] == [
+        "Dense", "Dense"]
+    assert not any("mask" in w.path for w in stripped.weights)
+    expected = model.predict(x[:16], verbose=0)
+    np.testing.assert_allclose(stripped.predict(x[:16], verbose=0), expected,
+                               rtol=1e-6, atol=1e-7)
+    path = tmp_path / "stripped.keras"
+    stripped.save(path)
+    np.save(tmp_path / "x.npy", x[:16])
+    script = ("import json, sys, numpy as np, keras\n"
+              f"m = keras.saving.load_model({str(path)!r})\n"
+              f"p = m.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0)\n"
+              "print(json.dumps({'egf': 'keras_egf' in sys.modules, 'p': p.tolist()}))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["egf"] is False
+    np.testing.assert_allclose(np.array(out["p"]), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_masks_only_grow_sparser_and_exclude_is_kept_dense():
+    x, y = _data(n=64)
+    model = ke.prune_low_magnitude(_keras3_model(),
+                                   pruning.ConstantSparsity(0.5, 0, frequency=2),
+                                   exclude="d2")
+    assert type(model.get_layer("d2")).__name__ == "Dense"
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    masks = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            masks.append(model.get_layer("d1").mask.numpy().copy())
+
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+              callbacks=[pruning.UpdatePruningStep(), Record()])
+    for a, b in zip(masks, masks[1:]):
+        assert np.all(b <= a)
+    assert int(masks[-1].sum()) == 12 * 16 // 2
+
+
+def test_tfmot_schedule_objects_are_accepted():
+    script = (
+        "import keras_egf.pruning as p\n"
+        "import tensorflow_model_optimization as tfmot\n"
+        "s = tfmot.sparsity.keras.PolynomialDecay(0.1, 0.8, 10, 50, power=3, frequency=10)\n"
+        "ours = p.PolynomialDecay(0.1, 0.8, 10, 50, power=3, frequency=10)\n"
+        "w = p.as_schedule(s)\n"
+        "for step in (0, 10, 15, 20, 50, 60):\n"
+        "    a, b = w(step), ours(step)\n"
+        "    assert a[0] == b[0] and abs(a[1] - b[1]) < 1e-6, (step, a, b)\n"
+        "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
