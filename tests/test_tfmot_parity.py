@@ -137,3 +137,58 @@ def test_tfmot_schedule_objects_are_accepted():
                           text=True, timeout=300, cwd=ROOT,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
+
+
+_TFMOT_TRAIN = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+folder = sys.argv[1]
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 12)).astype("float32"); y = rng.integers(0, 3, 64)
+base = tf.keras.Sequential([tf.keras.Input((12,)),
+                            tf.keras.layers.Dense(16, activation="relu", name="d1"),
+                            tf.keras.layers.Dense(3, name="d2")])
+model = tfmot.sparsity.keras.prune_low_magnitude(
+    base, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.6, 0, frequency=1))
+model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(x, y, batch_size=16, epochs=2, verbose=0,
+          callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+model.save(folder + "/pruned.h5")
+np.save(folder + "/x.npy", x)
+np.save(folder + "/pred.npy", model.predict(x, verbose=0))
+masks = {l.layer.name: v[1].numpy() for l in model.layers for v in l.pruning_vars}
+np.savez(folder + "/masks.npz", **masks)
+"""
+
+
+def test_from_tfmot_same_masks_and_predictions(tmp_path):
+    from keras_egf.interop import from_tfmot
+
+    proc = subprocess.run([sys.executable, "-c", _TFMOT_TRAIN, str(tmp_path)],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_USE_LEGACY_KERAS="1",
+                                   TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model = from_tfmot(str(tmp_path / "pruned.h5"))
+    assert isinstance(model, ke.MaskedModel)
+    expected = dict(np.load(tmp_path / "masks.npz"))
+    assert sorted(expected) == ["d1", "d2"]
+    for name, mask in expected.items():
+        np.testing.assert_array_equal(model.get_layer(name).mask.numpy(), mask)
+        assert mask.mean() == pytest.approx(0.4, abs=0.05)
+    x = np.load(tmp_path / "x.npy")
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               np.load(tmp_path / "pred.npy"), rtol=1e-5, atol=1e-6)
+    # Its gradient flow can be measured like any keras-egf model's.
+    from keras_egf.callbacks import gradient_flow_on_batches
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    y = np.random.default_rng(0).integers(0, 3, len(x))
+    measures = gradient_flow_on_batches(model, [(x, y)])
+    # Pruned positions carry gradient: gf_1 exceeds L * EGF_1 (L = 2).
+    assert measures["gf_1"] > 2 * measures["egf_1"] > 0
+    with pytest.raises(ValueError, match="no such file"):
+        from_tfmot(str(tmp_path / "missing.h5"))
