@@ -205,3 +205,16 @@ def test_egf_guided_pruning_keeps_every_layer_alive_where_others_collapse():
         assert all(h.kept >= 1 and h.grad_norm > 0 for h in report.layers)
     # Global magnitude pruning empties a layer at 99.9 % here.
     assert table[("magnitude", 0.999)].collapsed
+
+
+def test_top_k_mask_equals_a_stable_sort_with_ties_and_pruned_entries():
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 80))
+        s = rng.integers(0, 5, n).astype(float)  # many ties
+        if trial % 3 == 0:
+            s[rng.random(n) < 0.3] = -np.inf  # already pruned
+        count = int(rng.integers(0, n + 1))
+        expected = np.zeros(n, np.float32)
+        expected[np.argsort(-s, kind="stable")[:count]] = 1.0
+        np.testing.assert_array_equal(pruning.top_k_mask(s, count), expected)

@@ -192,3 +192,20 @@ def test_from_tfmot_same_masks_and_predictions(tmp_path):
     assert measures["gf_1"] > 2 * measures["egf_1"] > 0
     with pytest.raises(ValueError, match="no such file"):
         from_tfmot(str(tmp_path / "missing.h5"))
+
+
+def test_gradual_pruning_by_a_registered_method():
+    x, y = _data(n=32)
+    model = ke.prune_low_magnitude(_keras3_model(),
+                                   pruning.ConstantSparsity(0.75, 0, frequency=100))
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    expected = pruning.scores.synflow_scores(model)  # the update's own scores
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+              callbacks=[pruning.UpdatePruningStep(method="synflow")])
+    for layer in ke.prunable_layers(model):
+        mask = layer.mask.numpy()
+        count = pruning.kept_count(mask.size, 0.75)
+        assert int(mask.sum()) == count
+        np.testing.assert_array_equal(
+            mask, pruning.top_k_mask(expected[layer.name], count))

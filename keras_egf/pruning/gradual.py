@@ -77,8 +77,14 @@ class UpdatePruningStep(keras.callbacks.Callback):
                              "model from keras_egf.prune_low_magnitude).")
         return schedules_lib.as_schedule(schedule)
 
+    def on_train_begin(self, logs=None):
+        # The step is counted here rather than read from the optimizer on
+        # every batch (a device sync per step). A step a loss-scaling
+        # optimizer skips still counts.
+        self._step = int(self.model.optimizer.iterations.numpy())
+
     def on_train_batch_begin(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
+        step, self._step = self._step, self._step + 1
         should_prune, sparsity = self._schedule()(step)
         if not should_prune:
             return

@@ -75,8 +75,16 @@ def top_k_mask(scores, count):
         raise ValueError(f"count must be in [0, {scores.size}] for shape "
                          f"{scores.shape}. Received: count={count}")
     flat = np.zeros(scores.size, dtype=np.float32)
-    order = np.argsort(-scores.ravel(), kind="stable")
-    flat[order[:count]] = 1.0
+    if count == 0:
+        return flat.reshape(scores.shape)
+    negated = -scores.ravel()
+    # O(n): the count-th best value, everything better, then the ties at
+    # that value by position (what a stable sort would keep).
+    threshold = np.partition(negated, count - 1)[count - 1]
+    better = negated < threshold
+    ties = np.flatnonzero(negated == threshold)
+    flat[better] = 1.0
+    flat[ties[:count - int(better.sum())]] = 1.0
     return flat.reshape(scores.shape)
 
 

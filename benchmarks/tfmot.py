@@ -1,0 +1,189 @@
+"""keras-egf sparse training vs TFMOT's prune_low_magnitude, per epoch.
+
+Same shape (MLP 784-1024-1024-10), sparsity (90 %, ConstantSparsity with a
+mask update every 100 steps), optimizer (Adam), batch (128) and data (8,192
+random samples). TFMOT runs in a subprocess (TF_USE_LEGACY_KERAS=1: it needs
+tf-keras); the rounds alternate between the two processes, each timing one
+epoch (from on_epoch_begin to on_epoch_end) at a time. Also: gradual
+pruning (updates every 100 steps) vs fixed masks in keras-egf, and mask
+bytes / kernel bytes.
+
+    python -m benchmarks.tfmot [--rounds 7] [--no-write]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS_TFMOT.md")
+SHAPE, SAMPLES, BATCH, SPARSITY = (784, 1024, 1024, 10), 8192, 128, 0.9
+
+_TFMOT_WORKER = r"""
+import json, sys, time
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+rng = np.random.default_rng(0)
+x = rng.random((%(samples)d, 784), dtype=np.float32); y = rng.integers(0, 10, %(samples)d)
+ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(%(batch)d).cache()
+base = tf.keras.Sequential([tf.keras.Input((784,)),
+    tf.keras.layers.Dense(1024, activation="relu"),
+    tf.keras.layers.Dense(1024, activation="relu"), tf.keras.layers.Dense(10)])
+model = tfmot.sparsity.keras.prune_low_magnitude(
+    base, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(%(sparsity)s, 0, frequency=100))
+model.compile(tf.keras.optimizers.Adam(1e-3),
+              tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+class Timer(tf.keras.callbacks.Callback):
+    def on_epoch_begin(self, e, logs=None): self.t = time.perf_counter()
+    def on_epoch_end(self, e, logs=None): self.s = time.perf_counter() - self.t
+
+def epoch():
+    t = Timer()
+    model.fit(ds, epochs=1, verbose=0,
+              callbacks=[t, tfmot.sparsity.keras.UpdatePruningStep()])
+    return t.s
+
+epoch()  # warm-up
+print("ready", flush=True)
+for line in sys.stdin:
+    print(json.dumps(epoch()), flush=True)
+"""
+
+
+def _keras_egf_models(jit):
+    import keras
+
+    import keras_egf as ke
+    from keras_egf import pruning
+
+    def base():
+        return keras.Sequential([keras.Input((784,)),
+                                 keras.layers.Dense(1024, activation="relu"),
+                                 keras.layers.Dense(1024, activation="relu"),
+                                 keras.layers.Dense(10)])
+
+    def compiled(model):
+        model.compile(keras.optimizers.Adam(1e-3),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=jit)
+        return model
+
+    gradual = compiled(ke.prune_low_magnitude(
+        base(), pruning.ConstantSparsity(SPARSITY, 0, frequency=100)))
+    fixed = ke.prune_low_magnitude(base())
+    ke.prune(fixed, SPARSITY, method="magnitude")
+    return {"gradual": (gradual, [pruning.UpdatePruningStep()]),
+            "fixed": (compiled(fixed), [])}
+
+
+def _epoch(model, dataset, callbacks):
+    import keras
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, e, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, e, logs=None):
+            self.s = time.perf_counter() - self.t
+
+    timer = Timer()
+    model.fit(dataset, epochs=1, verbose=0, callbacks=[timer, *callbacks])
+    return timer.s
+
+
+def mask_ratio(model):
+    """Bytes of mask variables / bytes of kernel variables."""
+    from keras_egf.pruning import masked_layers
+
+    layers = masked_layers(model)
+    mask = sum(np.prod(l.mask.shape) * np.dtype(l.mask.dtype).itemsize for l in layers)
+    kernel = sum(np.prod(l.kernel.shape) * np.dtype(l.kernel.dtype).itemsize
+                 for l in layers)
+    return float(mask / kernel)
+
+
+def measure(rounds):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.random((SAMPLES, 784), dtype=np.float32)
+    y = rng.integers(0, 10, SAMPLES)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).cache()
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _TFMOT_WORKER % {"samples": SAMPLES, "batch": BATCH,
+                                                "sparsity": SPARSITY}],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3"))
+    assert worker.stdout.readline().strip() == "ready"
+    models = {jit: _keras_egf_models(jit) for jit in (False, True)}
+    for jit, variants in models.items():  # warm-up
+        for model, callbacks in variants.values():
+            _epoch(model, dataset, callbacks)
+    times = {"tfmot": [], **{f"{n} jit={j}": [] for j in models for n in models[j]}}
+    try:
+        for r in range(rounds):
+            worker.stdin.write("epoch\n")
+            worker.stdin.flush()
+            times["tfmot"].append(json.loads(worker.stdout.readline()))
+            for jit, variants in models.items():
+                for name, (model, callbacks) in variants.items():
+                    times[f"{name} jit={jit}"].append(_epoch(model, dataset, callbacks))
+            print(f"round {r + 1}/{rounds}: " + ", ".join(
+                f"{k} {v[-1]:.3f}s" for k, v in times.items()), flush=True)
+    finally:
+        worker.stdin.close()
+        worker.wait(timeout=60)
+    return times, mask_ratio(models[False]["gradual"][0])
+
+
+def report(times, ratio, rounds):
+    lines = ["# keras-egf vs TFMOT", "",
+             f"MLP 784-1024-1024-10, {SPARSITY:.0%} sparsity (ConstantSparsity, "
+             f"mask updates every 100 steps), Adam, batch {BATCH}, {SAMPLES} "
+             f"samples/epoch, {rounds} alternating rounds after a warm-up; TFMOT "
+             "in a tf-keras subprocess.", "",
+             "| variant | median s/epoch | min | max |", "|---|---|---|---|"]
+    for k, v in times.items():
+        lines.append(f"| {k} | {statistics.median(v):.3f} | {min(v):.3f} | {max(v):.3f} |")
+    rows = [("keras-egf gradual / TFMOT", "jit=False", "gradual jit=False", "tfmot", 0.95),
+            ("keras-egf gradual / TFMOT", "jit=True", "gradual jit=True", "tfmot", 0.70),
+            ("gradual / fixed masks", "jit=False", "gradual jit=False", "fixed jit=False", 1.05),
+            ("gradual / fixed masks", "jit=True", "gradual jit=True", "fixed jit=True", 1.05)]
+    lines += ["", "| ratio | mode | median | min | max | target | met |",
+              "|---|---|---|---|---|---|---|"]
+    for label, mode, a, b, target in rows:
+        rs = [p / q for p, q in zip(times[a], times[b])]
+        med = statistics.median(rs)
+        lines.append(f"| {label} | {mode} | {med:.3f} | {min(rs):.3f} | {max(rs):.3f} "
+                     f"| <= {target} | {'yes' if med <= target else 'no'} |")
+    lines.append(f"| mask bytes / kernel bytes | - | {ratio:.3f} | | | <= 0.25 | "
+                 f"{'yes' if ratio <= 0.25 else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1. Received: --rounds={args.rounds}")
+    times, ratio = measure(args.rounds)
+    text = report(times, ratio, args.rounds)
+    print(text)
+    if not args.no_write:
+        from keras_egf.files import write_text_atomic
+        write_text_atomic(RESULTS, text)
+        print(f"Wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
