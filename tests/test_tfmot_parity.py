@@ -209,3 +209,20 @@ def test_gradual_pruning_by_a_registered_method():
         assert int(mask.sum()) == count
         np.testing.assert_array_equal(
             mask, pruning.top_k_mask(expected[layer.name], count))
+
+
+def test_exported_saved_model_of_a_stripped_model_has_no_masks(tmp_path):
+    import tensorflow as tf
+
+    x, _ = _data(n=8)
+    pruned = ke.prune_low_magnitude(_keras3_model())
+    ke.prune(pruned, 0.5, seed=0)
+    stripped = ke.strip_pruning(pruned)
+    stripped.export(str(tmp_path / "saved"), verbose=False)
+    loaded = tf.saved_model.load(str(tmp_path / "saved"))
+    names = sorted(v.name for v in loaded.variables)
+    assert names == ["d1/bias:0", "d1/kernel:0", "d2/bias:0", "d2/kernel:0"]
+    kernel = [v for v in loaded.variables if v.name == "d1/kernel:0"][0].numpy()
+    assert np.count_nonzero(kernel) == 12 * 16 // 2  # the zeros are kept
+    np.testing.assert_allclose(loaded.serve([x]).numpy(),
+                               pruned.predict(x, verbose=0), rtol=1e-6, atol=1e-7)
