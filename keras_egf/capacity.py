@@ -11,7 +11,7 @@ import numpy as np
 from keras_egf import architectures
 from keras_egf import initializers as init_lib
 from keras_egf import layers as layers_lib
-from keras_egf import pruning as masks_lib
+from keras_egf import pruning as pruning_lib
 from keras_egf.model import MaskedModel
 
 LayerCapacity = collections.namedtuple(
@@ -109,9 +109,9 @@ def same_capacity_pair(input_shape, hidden_widths, num_classes,
         input_shape, sparse_widths(hidden_widths, sparse_width_multiplier),
         num_classes, activation, masked=True, kernel_initializers=inits(1000),
         seed=seed, name="sparse", **mlp_options)
-    masks_lib.prune(sparse, method=pruning, seed=seed, batches=batches,
-                    counts={layer.name: layer.active for layer in plan},
-                    **(pruning_options or {}))
+    pruning_lib.prune(sparse, method=pruning, seed=seed, batches=batches,
+                      counts={layer.name: layer.active for layer in plan},
+                      **(pruning_options or {}))
     return CapacityPair(dense, sparse, plan)
 
 

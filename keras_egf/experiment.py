@@ -20,7 +20,6 @@ from keras_egf.files import (  # noqa: F401  (re-exported)
     write_json_atomic,
     write_text_atomic,
 )
-from keras_egf.model import DEFAULT_GRADIENT_FLOW_EVERY  # noqa: F401
 
 from keras_egf.config import (  # noqa: F401  (re-exported)
     EGF_DATA,

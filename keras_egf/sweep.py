@@ -26,6 +26,7 @@ import keras_tuner
 
 from keras_egf import experiment
 from keras_egf import files
+from keras_egf import report
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
 
 METRICS = tuple(f"{model}_{name}" for model in ("sparse", "dense")
@@ -116,11 +117,23 @@ class GridPointOracle(keras_tuner.oracles.GridSearchOracle):
 def results_problem(trial_dir, config):
     """Why `trial_dir`'s results.json is not a finished result of `config`
     (a short text), or None when it is one."""
+    return _checked_results(trial_dir, config)[1]
+
+
+def _checked_results(trial_dir, config):
+    """(results, None) when trial_dir/results.json is a finished result of
+    `config`, else (None, why): the file is read once."""
     path = os.path.join(trial_dir, "results.json")
     try:
         results = files.read_json(path)
     except ValueError as e:
-        return "results.json " + str(e).split(": ", 1)[-1]
+        return None, "results.json " + str(e).split(": ", 1)[-1]
+    why = _results_mismatch(results, config)
+    return (None, why) if why else (results, None)
+
+
+def _results_mismatch(results, config):
+    """Why a read results dict is not a finished result of `config`."""
     models = results.get("models") if isinstance(results, dict) else None
     if not isinstance(models, dict) or not isinstance(results.get("config"), dict):
         return "results.json is not a keras-egf results file"
@@ -141,9 +154,7 @@ def results_problem(trial_dir, config):
 def _finished_results(trial_dir, config):
     """The trial's results.json if an earlier run finished this same config
     (killed after writing it, before the oracle recorded the trial)."""
-    if results_problem(trial_dir, config) is not None:
-        return None
-    return files.read_json(os.path.join(trial_dir, "results.json"))
+    return _checked_results(trial_dir, config)[0]
 
 
 def requeue_broken_trials(tuner):
@@ -270,11 +281,11 @@ class SCSDCTuner(keras_tuner.Tuner):
         workers)."""
         def readable(name):
             try:
-                r = files.read_json(os.path.join(self.project_dir, name,
+                report.read_results(os.path.join(self.project_dir, name,
                                                  "results.json"))
             except ValueError:
                 return False
-            return isinstance(r, dict) and isinstance(r.get("models"), dict)
+            return True
 
         return sorted(name for name in os.listdir(self.project_dir)
                       if name.startswith("trial_") and readable(name))

@@ -25,6 +25,7 @@ from keras_egf.pruning.distributions import (  # noqa: F401
     register_distribution,
 )
 from keras_egf.pruning.masks import (  # noqa: F401
+    among_kept,
     apply_masks,
     check_exclude,
     get_masks,
@@ -34,7 +35,6 @@ from keras_egf.pruning.masks import (  # noqa: F401
     layer_sparsities,
     masked_layers,
     masks_from_scores,
-    random_mask_with_count,
     top_k_mask,
 )
 
@@ -142,9 +142,8 @@ def compute_masks(model, sparsity=None, method="random", distribution="uniform",
     for k in range(1, rounds + 1):
         fraction = k / rounds  # kept = final ** (k / rounds), geometric
         raw = spec.score(model, batches=batches, seed=seed, **options)
-        current = get_masks(model)  # a pruned weight is never regrown
-        scores = {n: np.where(current[n] > 0, raw[n], -np.inf)
-                  for n in shapes if n not in exclude}
+        scores = among_kept({n: raw[n] for n in shapes if n not in exclude},
+                            get_masks(model))
         if final is not None:
             target = {n: final[n] if k == rounds else max(final[n], int(round(
                 sizes[n] * (final[n] / sizes[n]) ** fraction))) for n in scores}

@@ -20,6 +20,13 @@ from keras_egf.pruning import masks as masks_lib
 from keras_egf.pruning import schedules as schedules_lib
 
 
+def _schedule_of(callback):
+    """The callback's schedule, else the one prune_low_magnitude attached."""
+    schedule = callback.pruning_schedule or getattr(
+        callback.model, "pruning_schedule", None)
+    return None if schedule is None else schedules_lib.as_schedule(schedule)
+
+
 def _optimizer_slots(optimizer, kernel):
     """Optimizer variables that hold per-entry state of `kernel`."""
     prefix = kernel.path.replace("/", "_")
@@ -31,19 +38,17 @@ def update_masks(model, sparsity, score=None, exclude=()):
     """Prunes every masked layer (but `exclude`) to `sparsity` by `score`
     ({layer: scores}, default |kernel|) among its kept weights; clears the
     optimizer state of newly pruned entries. Returns {layer: new mask}."""
+    layers = [l for l in masks_lib.masked_layers(model) if l.name not in exclude]
     scores = score(model) if score is not None else {
-        l.name: np.abs(l.kernel.numpy() * l.mask.numpy())
-        for l in masks_lib.masked_layers(model)}
+        l.name: np.abs(l.kernel.numpy() * l.mask.numpy()) for l in layers}
+    current = {l.name: l.mask.numpy() for l in layers}
+    ranked = masks_lib.among_kept({l.name: scores[l.name] for l in layers}, current)
     optimizer = getattr(model, "optimizer", None)
     new = {}
-    for layer in masks_lib.masked_layers(model):
-        if layer.name in exclude:
-            continue
-        current = layer.mask.numpy()
-        count = min(int(current.sum()),
-                    masks_lib.kept_count(current.size, sparsity))
-        ranked = np.where(current > 0, scores[layer.name], -np.inf)
-        mask = masks_lib.top_k_mask(ranked, count)
+    for layer in layers:
+        kept = current[layer.name]
+        count = min(int(kept.sum()), masks_lib.kept_count(kept.size, sparsity))
+        mask = masks_lib.top_k_mask(ranked[layer.name], count)
         layer.set_mask(mask)  # zeroes the newly pruned kernel entries
         if optimizer is not None and optimizer.built:
             for slot in _optimizer_slots(optimizer, layer.kernel):
@@ -71,11 +76,11 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self.updates = []  # (step, sparsity) of every update made
 
     def _schedule(self):
-        schedule = self.pruning_schedule or getattr(self.model, "pruning_schedule", None)
+        schedule = _schedule_of(self)
         if schedule is None:
             raise ValueError("UpdatePruningStep needs a pruning_schedule (or a "
                              "model from keras_egf.prune_low_magnitude).")
-        return schedules_lib.as_schedule(schedule)
+        return schedule
 
     def on_train_begin(self, logs=None):
         # The step is counted here rather than read from the optimizer on
@@ -91,8 +96,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         score = None
         if self.method is not None:
             from keras_egf.pruning import get_pruning_method
-            spec = get_pruning_method(self.method)
-            score = lambda model: spec.score(model)  # noqa: E731
+            score = get_pruning_method(self.method).score
         update_masks(self.model, sparsity, score, self.exclude)
         self.updates.append((step, sparsity))
 
@@ -112,13 +116,13 @@ class PruningSummaries(keras.callbacks.Callback):
 
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        schedule = self.pruning_schedule or getattr(self.model, "pruning_schedule", None)
+        schedule = _schedule_of(self)
         step = int(self.model.optimizer.iterations.numpy())
         with self._writer.as_default(step=step):
             for layer in masks_lib.masked_layers(self.model):
                 tf.summary.scalar(f"pruning/{layer.name}/sparsity", layer.sparsity)
             if schedule is not None:
-                _, target = schedules_lib.as_schedule(schedule)(step)
+                _, target = schedule(step)
                 tf.summary.scalar("pruning/target_sparsity", target)
         self._writer.flush()
 

@@ -88,6 +88,12 @@ def top_k_mask(scores, count):
     return flat.reshape(scores.shape)
 
 
+def among_kept(scores, masks):
+    """Scores with every already pruned position (mask 0) at -inf, so a
+    top-k never regrows a weight: masks only get sparser."""
+    return {n: np.where(masks[n] > 0, s, -np.inf) for n, s in scores.items()}
+
+
 def masks_from_scores(scores, counts=None, total=None, min_per_layer=1):
     """Masks from scores: per layer (`counts` {name: kept}) or global.
 
@@ -137,16 +143,3 @@ def apply_masks(model, masks):
 def get_masks(model):
     """{layer name: mask as numpy} for the model's masked layers."""
     return {l.name: np.asarray(l.mask.numpy()) for l in masked_layers(model)}
-
-
-def random_mask_with_count(shape, count, rng):
-    """A 0/1 float32 mask of `shape` with exactly `count` ones, at random."""
-    size = int(np.prod(shape))
-    if not 0 <= count <= size:
-        raise ValueError(
-            f"count must be in [0, {size}] for shape {tuple(shape)}. "
-            f"Received: count={count}"
-        )
-    flat = np.zeros(size, dtype=np.float32)
-    flat[rng.choice(size, size=count, replace=False)] = 1.0
-    return flat.reshape(shape)
