@@ -26,6 +26,7 @@ import keras_tuner
 
 from keras_egf import experiment
 from keras_egf import files
+from keras_egf import interrupts
 from keras_egf import report
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
 
@@ -268,8 +269,15 @@ class SCSDCTuner(keras_tuner.Tuner):
         results = _finished_results(out, config)
         if results is None:
             _clear_trial_dir(out)  # a re-queued interrupted trial starts over
-            results = experiment.run_comparison(config, out, verbose=0, plot=False,
-                                                strategy=self.strategy)
+            try:
+                results = experiment.run_comparison(
+                    config, out, verbose=0, plot=False, strategy=self.strategy)
+            except Exception as e:
+                # Keras Tuner records an Exception as a failed trial and goes
+                # on; a Ctrl-C that TensorFlow re-raised as one must stop.
+                if interrupts.requested():
+                    raise KeyboardInterrupt from e
+                raise
         metrics = trial_metrics(results)
         hparams_dir = os.path.join(out, "tensorboard", "hparams")
         if not os.path.isdir(hparams_dir):

@@ -38,4 +38,7 @@ def run_binary(main):
                              f"Pass --helpfull to see help on flags.\n")
             sys.exit(EXIT_BAD_INPUT)
 
+    from keras_egf import interrupts
+
+    interrupts.install_handler()
     app.run(main, flags_parser=parse)

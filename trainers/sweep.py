@@ -63,6 +63,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}", exitcode=2)
     from keras_egf import grid as grid_lib
+    from keras_egf import interrupts
     try:
         grid = grid_lib.load_grid(FLAGS.grid)
         if FLAGS.objective is not None:
@@ -124,7 +125,9 @@ def main(argv):
           + (f" as {role}" if role else ""), flush=True)
     try:
         tuner.search(verbose=0)
-    except KeyboardInterrupt:
+    except BaseException as e:  # an interrupt may surface as another error
+        if not interrupts.is_interrupt(e):
+            raise
         print("\nInterrupted. Finished trials are kept; run the same command "
               "again to resume.", flush=True)
         return EXIT_INTERRUPTED

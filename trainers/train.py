@@ -16,6 +16,7 @@ from absl import flags
 from keras_egf import config as config_lib
 from keras_egf import data
 from keras_egf import experiment
+from keras_egf import interrupts
 from trainers import EXIT_INTERRUPTED, fail, run_binary
 
 FLAGS = flags.FLAGS
@@ -72,7 +73,9 @@ def main(argv):
             verbose=FLAGS.verbose)
     except (ValueError, data.DatasetNotPreparedError) as e:
         return fail("keras-egf-train", e)
-    except KeyboardInterrupt:
+    except BaseException as e:  # an interrupt may surface as another error
+        if not interrupts.is_interrupt(e):
+            raise
         print(f"\nInterrupted: {FLAGS.output_dir} is as it was before this "
               "run (nothing of the run was kept).", flush=True)
         return EXIT_INTERRUPTED
