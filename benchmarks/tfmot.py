@@ -5,8 +5,9 @@ mask update every 100 steps), optimizer (Adam), batch (128) and data (8,192
 random samples). TFMOT runs in a subprocess (TF_USE_LEGACY_KERAS=1: it needs
 tf-keras); the rounds alternate between the two processes, each timing one
 epoch (from on_epoch_begin to on_epoch_end) at a time. Also: gradual
-pruning (updates every 100 steps) vs fixed masks in keras-egf, and mask
-bytes / kernel bytes.
+pruning (updates every 100 steps) vs fixed masks in keras-egf, int8 vs
+float32 mask storage (speed), and mask bytes / kernel bytes (int8 masks,
+the default).
 
     python -m benchmarks.tfmot [--rounds 7] [--no-write]
 """
@@ -78,10 +79,13 @@ def _keras_egf_models(jit):
 
     gradual = compiled(ke.prune_low_magnitude(
         base(), pruning.ConstantSparsity(SPARSITY, 0, frequency=100)))
-    fixed = ke.prune_low_magnitude(base())
-    ke.prune(fixed, SPARSITY, method="magnitude")
+    def fixed(mask_dtype):
+        model = ke.prune_low_magnitude(base(), mask_dtype=mask_dtype)
+        ke.prune(model, SPARSITY, method="magnitude")
+        return compiled(model), []
+
     return {"gradual": (gradual, [pruning.UpdatePruningStep()]),
-            "fixed": (compiled(fixed), [])}
+            "fixed": fixed("int8"), "fixed float32-mask": fixed("float32")}
 
 
 def _epoch(model, dataset, callbacks):
@@ -149,14 +153,19 @@ def report(times, ratio, rounds):
              f"MLP 784-1024-1024-10, {SPARSITY:.0%} sparsity (ConstantSparsity, "
              f"mask updates every 100 steps), Adam, batch {BATCH}, {SAMPLES} "
              f"samples/epoch, {rounds} alternating rounds after a warm-up; TFMOT "
-             "in a tf-keras subprocess.", "",
+             "in a tf-keras subprocess. keras-egf's masks are int8 (the "
+             "default) except in the float32-mask rows.", "",
              "| variant | median s/epoch | min | max |", "|---|---|---|---|"]
     for k, v in times.items():
         lines.append(f"| {k} | {statistics.median(v):.3f} | {min(v):.3f} | {max(v):.3f} |")
     rows = [("keras-egf gradual / TFMOT", "jit=False", "gradual jit=False", "tfmot", 0.95),
             ("keras-egf gradual / TFMOT", "jit=True", "gradual jit=True", "tfmot", 0.70),
             ("gradual / fixed masks", "jit=False", "gradual jit=False", "fixed jit=False", 1.05),
-            ("gradual / fixed masks", "jit=True", "gradual jit=True", "fixed jit=True", 1.05)]
+            ("gradual / fixed masks", "jit=True", "gradual jit=True", "fixed jit=True", 1.05),
+            ("int8 masks / float32 masks", "jit=False", "fixed jit=False",
+             "fixed float32-mask jit=False", 1.03),
+            ("int8 masks / float32 masks", "jit=True", "fixed jit=True",
+             "fixed float32-mask jit=True", 1.03)]
     lines += ["", "| ratio | mode | median | min | max | target | met |",
               "|---|---|---|---|---|---|---|"]
     for label, mode, a, b, target in rows:

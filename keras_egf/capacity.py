@@ -152,7 +152,7 @@ def dense_equivalent(model):
         if isinstance(layer, keras.layers.InputLayer):
             continue
         if layer in prunable:
-            config = layer.get_config()
+            config = layers_lib.plain_config(layer)
             fan_in = int(x.shape[-1])
             if isinstance(layer, keras.layers.Conv2D):
                 fan_in *= int(np.prod(layer.kernel_size))

@@ -32,6 +32,11 @@ MASK_PRODUCT_MODES = (
     MASK_PRODUCT_IDENTITY,
 )
 
+# Storage of the mask variable: one byte an entry by default (a quarter of a
+# float32 kernel's bytes), cast to the kernel's dtype where it is used.
+MASK_DTYPES = ("int8", "float32")
+DEFAULT_MASK_DTYPE = "int8"
+
 _state = threading.local()
 
 
@@ -76,14 +81,26 @@ def _straight_through_product(kernel, mask):
 class MaskedKernelMixin:
     """Mask variable, effective kernel and mask setting shared by layers."""
 
+    def _set_mask_dtype(self, mask_dtype):
+        if mask_dtype not in MASK_DTYPES:
+            raise ValueError(
+                f"Unknown mask dtype. Expected one of {MASK_DTYPES}. "
+                f"Received: mask_dtype={mask_dtype!r}"
+            )
+        self.mask_dtype = mask_dtype
+
     def _build_mask(self):
         self.mask = self.add_weight(
             name="mask",
             shape=tuple(self.kernel.shape),
             initializer="ones",
             trainable=False,
-            dtype=self.kernel.dtype,
+            dtype=self.mask_dtype,
         )
+
+    def _mask_config(self, config):
+        config["mask_dtype"] = self.mask_dtype
+        return config
 
     def _check_plain_kernel(self, kwargs):
         for name in ("lora_rank", "quantization_config"):
@@ -98,12 +115,11 @@ class MaskedKernelMixin:
         mode = current_mask_product_mode()
         if mode == MASK_PRODUCT_IDENTITY:
             return self.kernel
+        kernel = tf.convert_to_tensor(self.kernel)  # autocast inside call
+        mask = tf.cast(self.mask, kernel.dtype)
         if mode == MASK_PRODUCT_STRAIGHT_THROUGH:
-            return _straight_through_product(
-                tf.convert_to_tensor(self.kernel),
-                tf.convert_to_tensor(self.mask),
-            )
-        return ops.multiply(self.kernel, self.mask)
+            return _straight_through_product(kernel, mask)
+        return ops.multiply(kernel, mask)
 
     def set_mask(self, mask):
         """Sets the 0/1 mask and zeroes the pruned kernel entries."""
@@ -130,7 +146,8 @@ class MaskedKernelMixin:
 
     def apply_mask_to_kernel(self):
         """Zeroes kernel entries where the mask is 0 (one variable write)."""
-        self.kernel.assign(ops.multiply(self.kernel, self.mask))
+        self.kernel.assign(
+            ops.multiply(self.kernel, ops.cast(self.mask, self.kernel.dtype)))
 
     @property
     def active_weights(self):
@@ -163,12 +180,15 @@ class MaskedDense(MaskedKernelMixin, keras.layers.Dense):
     """`keras.layers.Dense` whose kernel is multiplied by a fixed 0/1 mask.
 
     Takes the same arguments as `keras.layers.Dense` (LoRA and quantization
-    excepted). The mask starts all ones; set it with `set_mask` or
-    `keras_egf.apply_masks`.
+    excepted), plus `mask_dtype`: how the mask variable is stored, `"int8"`
+    (default, one byte an entry) or `"float32"`; either way it is cast to the
+    kernel's dtype where it is used, so results do not depend on it. The mask
+    starts all ones; set it with `set_mask` or `keras_egf.apply_masks`.
     """
 
-    def __init__(self, units, **kwargs):
+    def __init__(self, units, mask_dtype=DEFAULT_MASK_DTYPE, **kwargs):
         self._check_plain_kernel(kwargs)
+        self._set_mask_dtype(mask_dtype)
         if not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(
                 "Received an invalid value for `units`, expected a positive "
@@ -179,6 +199,9 @@ class MaskedDense(MaskedKernelMixin, keras.layers.Dense):
     def build(self, input_shape):
         super().build(input_shape)
         self._build_mask()
+
+    def get_config(self):
+        return self._mask_config(super().get_config())
 
     def call(self, inputs, training=None):
         x = ops.matmul(inputs, self.effective_kernel())
@@ -193,11 +216,14 @@ class MaskedDense(MaskedKernelMixin, keras.layers.Dense):
 class MaskedConv2D(MaskedKernelMixin, keras.layers.Conv2D):
     """`keras.layers.Conv2D` whose kernel is multiplied by a fixed 0/1 mask.
 
-    Takes the same arguments as `keras.layers.Conv2D` (LoRA excepted).
+    Takes the same arguments as `keras.layers.Conv2D` (LoRA excepted), plus
+    `mask_dtype` as in `MaskedDense`.
     """
 
-    def __init__(self, filters, kernel_size, **kwargs):
+    def __init__(self, filters, kernel_size, mask_dtype=DEFAULT_MASK_DTYPE,
+                 **kwargs):
         self._check_plain_kernel(kwargs)
+        self._set_mask_dtype(mask_dtype)
         if not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(
                 "Received an invalid value for `filters`, expected a positive "
@@ -208,6 +234,9 @@ class MaskedConv2D(MaskedKernelMixin, keras.layers.Conv2D):
     def build(self, input_shape):
         super().build(input_shape)
         self._build_mask()
+
+    def get_config(self):
+        return self._mask_config(super().get_config())
 
     def call(self, inputs):
         outputs = self.convolution_op(inputs, self.effective_kernel())
@@ -220,6 +249,14 @@ class MaskedConv2D(MaskedKernelMixin, keras.layers.Conv2D):
         if self.activation is not None:
             return self.activation(outputs)
         return outputs
+
+
+def plain_config(layer):
+    """`layer.get_config()` less the mask options: a config the plain
+    Keras layer (Dense, Conv2D) accepts."""
+    config = layer.get_config()
+    config.pop("mask_dtype", None)
+    return config
 
 
 def is_masked_layer(layer):

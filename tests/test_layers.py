@@ -92,3 +92,57 @@ def test_keras_file_round_trip_keeps_masks_and_predictions(tmp_path):
     x = np.random.default_rng(0).normal(size=(5, 6, 6, 2)).astype("float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0),
                                model.predict(x, verbose=0), rtol=1e-6)
+
+
+def _mask_dtype_model(mask_dtype, policy="float32"):
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((10,))
+    x = ke.MaskedDense(16, activation="relu", mask_dtype=mask_dtype,
+                       dtype=policy, name="h")(inputs)
+    x = keras.layers.Reshape((4, 4, 1))(x)
+    x = ke.MaskedConv2D(3, 2, mask_dtype=mask_dtype, dtype=policy, name="c")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = ke.MaskedDense(3, mask_dtype=mask_dtype, dtype=policy, name="o")(x)
+    model = ke.MaskedModel(inputs, outputs)
+    for i, layer in enumerate(ke.prunable_layers(model)):
+        layer.set_mask(_mask(tuple(layer.kernel.shape), seed=i, density=0.5))
+    return model
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_int8_masks_store_a_quarter_and_train_bit_identically(policy):
+    x = np.random.default_rng(1).normal(size=(64, 10)).astype("float32")
+    y = np.random.default_rng(2).integers(0, 3, 64)
+    runs = {}
+    for mask_dtype in ("int8", "float32"):
+        model = _mask_dtype_model(mask_dtype, policy)
+        layers = ke.prunable_layers(model)
+        assert {l.mask.dtype for l in layers} == {mask_dtype}
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+        runs[mask_dtype] = (model.predict(x, verbose=0), history.history,
+                            [l.kernel.numpy() for l in layers], layers)
+    (p8, h8, k8, layers8), (p32, h32, k32, _) = runs["int8"], runs["float32"]
+    np.testing.assert_array_equal(p8, p32)
+    assert h8 == h32  # loss and every gf/EGF, exactly
+    for a, b, layer in zip(k8, k32, layers8):
+        np.testing.assert_array_equal(a, b)
+        assert np.all(a[layer.mask.numpy() == 0] == 0.0)
+    mask_bytes = sum(l.mask.numpy().nbytes for l in layers8)
+    kernel_bytes = sum(l.kernel.numpy().nbytes for l in layers8)
+    assert mask_bytes * 4 == kernel_bytes
+
+
+def test_int8_mask_survives_keras_round_trip_and_bad_dtype_is_named(tmp_path):
+    model = _mask_dtype_model("int8")
+    x = np.random.default_rng(1).normal(size=(4, 10)).astype("float32")
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for a, b in zip(ke.prunable_layers(model), ke.prunable_layers(loaded)):
+        assert b.mask.dtype == "int8" and b.mask_dtype == "int8"
+        np.testing.assert_array_equal(a.mask.numpy(), b.mask.numpy())
+    np.testing.assert_array_equal(model.predict(x, verbose=0),
+                                  loaded.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="mask_dtype='float16'"):
+        ke.MaskedDense(3, mask_dtype="float16")

@@ -226,3 +226,46 @@ def test_exported_saved_model_of_a_stripped_model_has_no_masks(tmp_path):
     assert np.count_nonzero(kernel) == 12 * 16 // 2  # the zeros are kept
     np.testing.assert_allclose(loaded.serve([x]).numpy(),
                                pruned.predict(x, verbose=0), rtol=1e-6, atol=1e-7)
+
+
+def test_prune_low_magnitude_on_layers_with_their_own_schedules(tmp_path):
+    x, y = _data()
+    built = keras.layers.Dense(16, activation="relu", name="d1")
+    built.build((None, 12))
+    kernel = built.kernel.numpy().copy()
+    # TFMOT's per-layer form: each layer carries its schedule.
+    d1 = ke.prune_low_magnitude(built, pruning.ConstantSparsity(0.5, 0))
+    d2 = ke.prune_low_magnitude(keras.layers.Dense(3, name="d2"),
+                                pruning.ConstantSparsity(0.8, 0))
+    assert isinstance(d1, ke.MaskedDense) and isinstance(d2, ke.MaskedDense)
+    np.testing.assert_array_equal(d1.kernel.numpy(), kernel)  # weights kept
+    assert not d2.built
+    model = ke.MaskedModel.wrap(keras.Sequential([keras.Input((12,)), d1, d2]))
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    update = pruning.UpdatePruningStep()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+              callbacks=[update, pruning.PruningSummaries(str(tmp_path / "tb"))])
+    assert sorted(update.updates) == [(0, 0.5), (0, 0.8)]
+    assert int(d1.mask.numpy().sum()) == 12 * 16 // 2
+    assert int(d2.mask.numpy().sum()) == round(0.2 * 16 * 3)
+    for layer in (d1, d2):
+        assert np.all(layer.kernel.numpy()[layer.mask.numpy() == 0] == 0.0)
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["tensors"] + acc.Tags()["scalars"]
+    assert {"pruning/d1/target_sparsity", "pruning/d2/target_sparsity"} <= set(tags)
+    # A list gives a list; a layer with no masked version is refused by name.
+    pair = ke.prune_low_magnitude([keras.layers.Dense(4), keras.layers.Conv2D(2, 3)])
+    assert [type(l).__name__ for l in pair] == ["MaskedDense", "MaskedConv2D"]
+    with pytest.raises(ValueError, match="'c1' of type Conv1D"):
+        ke.prune_low_magnitude(keras.layers.Conv1D(2, 3, name="c1"))
+
+
+def test_update_pruning_step_without_a_schedule_names_the_layers():
+    x, y = _data(32)
+    model = ke.MaskedModel.wrap(keras.Sequential(
+        [keras.Input((12,)), ke.MaskedDense(3, name="only")]))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"none for layers \['only'\]"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[pruning.UpdatePruningStep()])

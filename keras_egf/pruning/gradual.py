@@ -20,11 +20,25 @@ from keras_egf.pruning import masks as masks_lib
 from keras_egf.pruning import schedules as schedules_lib
 
 
-def _schedule_of(callback):
-    """The callback's schedule, else the one prune_low_magnitude attached."""
-    schedule = callback.pruning_schedule or getattr(
-        callback.model, "pruning_schedule", None)
-    return None if schedule is None else schedules_lib.as_schedule(schedule)
+def _layer_schedules(callback, exclude=()):
+    """[(masked layer, schedule or None)] but `exclude`: the callback's
+    schedule, else the layer's own (prune_low_magnitude on a layer), else
+    the one prune_low_magnitude attached to the model."""
+    converted = {}  # one schedule object per given schedule
+
+    def schedule_of(layer):
+        given = (callback.pruning_schedule
+                 or getattr(layer, "pruning_schedule", None)
+                 or getattr(callback.model, "pruning_schedule", None))
+        if given is None:
+            return None
+        if id(given) not in converted:
+            converted[id(given)] = schedules_lib.as_schedule(given)
+        return converted[id(given)]
+
+    return [(layer, schedule_of(layer))
+            for layer in masks_lib.masked_layers(callback.model)
+            if layer.name not in exclude]
 
 
 def _optimizer_slots(optimizer, kernel):
@@ -34,11 +48,13 @@ def _optimizer_slots(optimizer, kernel):
             if tuple(v.shape) == tuple(kernel.shape) and v.name.startswith(prefix)]
 
 
-def update_masks(model, sparsity, score=None, exclude=()):
-    """Prunes every masked layer (but `exclude`) to `sparsity` by `score`
-    ({layer: scores}, default |kernel|) among its kept weights; clears the
-    optimizer state of newly pruned entries. Returns {layer: new mask}."""
-    layers = [l for l in masks_lib.masked_layers(model) if l.name not in exclude]
+def update_masks(model, sparsity, score=None, exclude=(), layers=None):
+    """Prunes every masked layer (or those of `layers`; never `exclude`) to
+    `sparsity` by `score` ({layer: scores}, default |kernel|) among its kept
+    weights; clears the optimizer state of newly pruned entries. Returns
+    {layer: new mask}."""
+    layers = [l for l in (masks_lib.masked_layers(model) if layers is None
+                          else layers) if l.name not in exclude]
     scores = score(model) if score is not None else {
         l.name: np.abs(l.kernel.numpy() * l.mask.numpy()) for l in layers}
     current = {l.name: l.mask.numpy() for l in layers}
@@ -75,35 +91,41 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self.exclude = tuple(exclude)
         self.updates = []  # (step, sparsity) of every update made
 
-    def _schedule(self):
-        schedule = _schedule_of(self)
-        if schedule is None:
-            raise ValueError("UpdatePruningStep needs a pruning_schedule (or a "
-                             "model from keras_egf.prune_low_magnitude).")
-        return schedule
-
     def on_train_begin(self, logs=None):
         # The step is counted here rather than read from the optimizer on
         # every batch (a device sync per step). A step a loss-scaling
         # optimizer skips still counts.
         self._step = int(self.model.optimizer.iterations.numpy())
+        self._layers = _layer_schedules(self, self.exclude)
+        missing = [l.name for l, schedule in self._layers if schedule is None]
+        if missing:
+            raise ValueError(
+                "UpdatePruningStep needs a pruning_schedule (or a model or "
+                "layers from keras_egf.prune_low_magnitude); none for layers "
+                f"{missing}")
 
     def on_train_batch_begin(self, batch, logs=None):
         step, self._step = self._step, self._step + 1
-        should_prune, sparsity = self._schedule()(step)
-        if not should_prune:
+        due = {}  # sparsity -> layers whose schedule prunes at this step
+        for layer, schedule in self._layers:
+            should_prune, sparsity = schedule(step)
+            if should_prune:
+                due.setdefault(float(sparsity), []).append(layer)
+        if not due:
             return
         score = None
         if self.method is not None:
             from keras_egf.pruning import get_pruning_method
             score = get_pruning_method(self.method).score
-        update_masks(self.model, sparsity, score, self.exclude)
-        self.updates.append((step, sparsity))
+        for sparsity, layers in due.items():
+            update_masks(self.model, sparsity, score, layers=layers)
+            self.updates.append((step, sparsity))
 
 
 class PruningSummaries(keras.callbacks.Callback):
     """TensorBoard scalars per epoch: `pruning/<layer>/sparsity` and
-    `pruning/target_sparsity` (TFMOT's `PruningSummaries`)."""
+    `pruning/target_sparsity` (TFMOT's `PruningSummaries`); with layers on
+    different schedules, `pruning/<layer>/target_sparsity` instead."""
 
     def __init__(self, log_dir, pruning_schedule=None):
         super().__init__()
@@ -116,13 +138,17 @@ class PruningSummaries(keras.callbacks.Callback):
 
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        schedule = _schedule_of(self)
         step = int(self.model.optimizer.iterations.numpy())
+        pairs = _layer_schedules(self)
+        schedules = {id(s): s for _, s in pairs if s is not None}
         with self._writer.as_default(step=step):
-            for layer in masks_lib.masked_layers(self.model):
+            for layer, schedule in pairs:
                 tf.summary.scalar(f"pruning/{layer.name}/sparsity", layer.sparsity)
-            if schedule is not None:
-                _, target = schedule(step)
+                if schedule is not None and len(schedules) > 1:
+                    tf.summary.scalar(f"pruning/{layer.name}/target_sparsity",
+                                      schedule(step)[1])
+            if len(schedules) == 1:
+                _, target = next(iter(schedules.values()))(step)
                 tf.summary.scalar("pruning/target_sparsity", target)
         self._writer.flush()
 
