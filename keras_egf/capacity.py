@@ -41,7 +41,7 @@ def active_weights(model):
 
 
 def sparse_widths(hidden_widths, sparse_width_multiplier):
-    """Sparse hidden widths: round(multiplier * dense width), multiplier >= 1."""
+    """Sparse widths: round(multiplier * dense width), multiplier >= 1."""
     m = sparse_width_multiplier
     if isinstance(m, bool) or not isinstance(m, (int, float, np.number)) or \
             not math.isfinite(m) or m < 1:
@@ -52,63 +52,69 @@ def sparse_widths(hidden_widths, sparse_width_multiplier):
     return [int(round(m * w)) for w in architectures.check_widths(hidden_widths)]
 
 
-def same_capacity_plan(input_dim, hidden_widths, num_classes,
-                       sparse_width_multiplier):
+def same_capacity_plan(input_shape, hidden_widths, num_classes,
+                       sparse_width_multiplier, arch="mlp", **arch_options):
     """Per-layer dense shape, sparse shape and the shared active count.
 
-    The sparse layer keeps exactly prod(dense_shape) of its weights.
+    `input_shape`: one example's shape (an int is an MLP's input size);
+    `hidden_widths`: the dense network's widths (an MLP's hidden widths, a
+    convnet's channels). The sparse network has every width times the
+    multiplier; each of its layers keeps exactly prod(dense_shape) weights.
     """
-    dense_widths = architectures.check_widths(hidden_widths)
-    wide = sparse_widths(dense_widths, sparse_width_multiplier)
-    dense_shapes = architectures.mlp_kernel_shapes(input_dim, dense_widths, num_classes)
-    sparse_shapes = architectures.mlp_kernel_shapes(input_dim, wide, num_classes)
-    names = architectures.mlp_layer_names(len(dense_widths))
-    return [
-        LayerCapacity(n, d, s, int(np.prod(d)))
-        for n, d, s in zip(names, dense_shapes, sparse_shapes)
-    ]
+    architecture = architectures.get_architecture(arch)
+    if isinstance(input_shape, (int, np.integer)):
+        input_shape = (int(input_shape),)
+    dense = architecture.kernel_shapes(input_shape, list(hidden_widths),
+                                       num_classes, **arch_options)
+    sparse = architecture.kernel_shapes(
+        input_shape, sparse_widths(hidden_widths, sparse_width_multiplier),
+        num_classes, **arch_options)
+    return [LayerCapacity(name, shape, sparse[name], int(np.prod(shape)))
+            for name, shape in dense.items()]
 
 
 def same_capacity_pair(input_shape, hidden_widths, num_classes,
                        sparse_width_multiplier, activation="relu", seed=None,
                        pruning="random", batches=None, pruning_options=None,
-                       **mlp_options):
-    """Builds a dense MLP and a wider sparse MLP of equal per-layer capacity.
+                       arch="mlp", wrn_depth=16, **build_options):
+    """Builds a dense network and a wider sparse one of equal per-layer capacity.
 
-    Sparse width = multiplier x dense width. Every sparse layer keeps, at
-    random (seeded), exactly as many weights as its dense twin has; the
-    sparse active weights are drawn from the dense twin's distribution (He
-    normal for ReLU-like activations, Glorot normal otherwise, with the dense
-    layer's fans). Returns CapacityPair(dense, sparse, plan); both models are
-    `MaskedModel`s (the dense one of plain keras.layers.Dense).
+    `arch`: an architecture of `keras_egf.architectures` (mlp, cnn, wrn);
+    `hidden_widths` its dense widths (an MLP's hidden widths; a convnet's
+    channels). Sparse widths = multiplier x dense widths. Every sparse layer
+    keeps exactly as many weights as its dense twin has; the sparse active
+    weights are drawn from the dense twin's distribution (He normal for
+    ReLU-like activations, Glorot normal otherwise, with the dense layer's
+    fans: for a convolution the receptive field times its channels).
+    Returns CapacityPair(dense, sparse, plan); both models are
+    `MaskedModel`s (the dense one of plain Keras layers).
 
     `pruning`: the method (`keras_egf.pruning`) that decides *which* weights
     each sparse layer keeps; the plan fixes *how many*. Data-driven methods
     (snip, grasp, egf) score on `batches`; `pruning_options` go to the score.
     """
     architectures.check_activation(activation)
-    input_dim = int(np.prod(input_shape))
-    plan = same_capacity_plan(input_dim, hidden_widths, num_classes,
-                              sparse_width_multiplier)
+    architecture = architectures.get_architecture(arch)
+    plan = same_capacity_plan(input_shape, hidden_widths, num_classes,
+                              sparse_width_multiplier, arch=arch,
+                              wrn_depth=wrn_depth)
     scheme = init_lib.scheme_for_activation(activation)
     base = 0 if seed is None else int(seed)
 
-    def inits(offset):
-        return [
-            init_lib.fan_scaled_normal(
-                scheme, *layer.dense_shape,
-                seed=None if seed is None else base + offset + i)
-            for i, layer in enumerate(plan)
-        ]
+    def build(widths, masked, offset, name):
+        # The plan lists the layers in the builder's kernel order.
+        inits = [init_lib.fan_scaled_normal(
+                     scheme, *architectures.fans(layer.dense_shape),
+                     seed=None if seed is None else base + offset + i)
+                 for i, layer in enumerate(plan)]
+        return architecture.build(
+            input_shape, num_classes, widths, activation=activation,
+            masked=masked, kernel_initializers=inits, seed=seed, name=name,
+            wrn_depth=wrn_depth, **build_options)
 
-    dense = architectures.build_mlp(
-        input_shape, list(hidden_widths), num_classes, activation,
-        masked=False, kernel_initializers=inits(0), seed=seed, name="dense",
-        **mlp_options)
-    sparse = architectures.build_mlp(
-        input_shape, sparse_widths(hidden_widths, sparse_width_multiplier),
-        num_classes, activation, masked=True, kernel_initializers=inits(1000),
-        seed=seed, name="sparse", **mlp_options)
+    dense = build(list(hidden_widths), False, 0, "dense")
+    sparse = build(sparse_widths(hidden_widths, sparse_width_multiplier), True,
+                   1000, "sparse")
     pruning_lib.prune(sparse, method=pruning, seed=seed, batches=batches,
                       counts={layer.name: layer.active for layer in plan},
                       **(pruning_options or {}))

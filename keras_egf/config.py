@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from keras_egf.architectures import ACTIVATIONS
+from keras_egf.architectures import ACTIVATIONS, ARCHITECTURE_NAMES
 from keras_egf.data import DATASETS
 from keras_egf.model import DEFAULT_GRADIENT_FLOW_EVERY
 from keras_egf.pruning import all_pruning_method_names
@@ -52,13 +52,20 @@ class ComparisonConfig:
     regularizers: tuple = setting((), "Comma list of l2, da, sc, bn; empty = "
                                   "none.", choices=REGULARIZERS)
     weight_decay: float = setting(5e-4, "L2 factor (l2) and AdamW's decay.")
-    depth: int = setting(1, "Number of hidden layers (>= 1).")
+    arch: str = setting("mlp", "Architecture: mlp (--depth x --dense_width), "
+                        "cnn (conv 32-64-64-128 + dense head 128, times "
+                        "--widen_factor) or wrn (Wide ResNet --wrn_depth-"
+                        "--widen_factor).", choices=ARCHITECTURE_NAMES)
+    depth: int = setting(1, "Number of hidden layers of the MLP (>= 1).")
     dense_width: int = setting(308, "Hidden width of the dense model.")
     sparse_width_multiplier: float = setting(
         2.0, "Sparse width = multiplier x dense width (>= 1).")
     sparse_width: int = setting(
         None, "Sparse hidden width; overrides --sparse_width_multiplier (the "
         "paper's grids keep one sparse width, ~3076, across dense widths).")
+    wrn_depth: int = setting(16, "Wide ResNet depth (6n + 4: 16, 28, ...).")
+    widen_factor: int = setting(1, "Channel multiplier of the dense cnn/wrn "
+                                "(WRN-16-4: --wrn_depth=16 --widen_factor=4).")
     activation: str = setting("relu", "Hidden activation.", choices=ACTIVATIONS)
     epochs: int = setting(5, "Training epochs (>= 1).")
     batch_size: int = setting(128, "Batch size (>= 1).")
@@ -110,7 +117,7 @@ class ComparisonConfig:
         wd = self.weight_decay
         if not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
             bad("weight_decay", "must be a finite number >= 0")
-        for name in ("depth", "dense_width", "epochs", "batch_size",
+        for name in ("depth", "dense_width", "epochs", "batch_size", "widen_factor",
                      "egf_points", "egf_batches", "gradient_flow_every",
                      "pruning_batches"):
             positive_int(name)
@@ -123,9 +130,31 @@ class ComparisonConfig:
                     v < self.dense_width:
                 bad("sparse_width", f"must be an integer >= dense_width="
                     f"{self.dense_width} (or None to use the multiplier)")
+        if self.arch != "mlp":
+            if "sc" in self.regularizers:
+                bad("regularizers", f"sc (skip connections) applies to "
+                    f"arch='mlp' only (the cnn has none, a wrn has its own); "
+                    f"arch={self.arch!r}")
+            if self.sparse_width is not None:
+                bad("sparse_width", f"applies to arch='mlp' only; use "
+                    f"--sparse_width_multiplier for arch={self.arch!r}")
+        if self.arch == "wrn":
+            from keras_egf.architectures.wrn import blocks_per_group
+            positive_int("wrn_depth")
+            try:
+                blocks_per_group(self.wrn_depth)
+            except ValueError:
+                bad("wrn_depth", "must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...)")
         if self.egf_points > self.epochs:
             bad("egf_points", f"must be <= epochs={self.epochs}")
         return self
+
+    def dense_widths(self):
+        """The dense network's widths: an MLP's hidden widths, a convnet's
+        channels (keras_egf.architectures)."""
+        from keras_egf.architectures import get_architecture
+        return get_architecture(self.arch).dense_widths(
+            self.depth, self.dense_width, self.widen_factor, self.wrn_depth)
 
     def effective_multiplier(self):
         """Sparse width / dense width: `sparse_width` when set (the paper's

@@ -85,6 +85,15 @@ def mask_digests(model):
             for name, m in get_masks(model).items()}
 
 
+def _datasets(config, augment=False):
+    """The config's pipelines: flattened for an MLP, images for convnets."""
+    from keras_egf import data
+
+    return data.make_datasets(
+        config.dataset, batch_size=config.batch_size, seed=config.seed,
+        data_dir=config.data_dir, flatten=config.arch == "mlp", augment=augment)
+
+
 def _build_pair(config, ds):
     from keras_egf.capacity import same_capacity_pair
     from keras_egf.pruning import get_pruning_method
@@ -94,8 +103,9 @@ def _build_pair(config, ds):
     if get_pruning_method(config.pruning).needs_data:
         batches = list(ds.train.take(config.pruning_batches))
     return same_capacity_pair(
-        ds.input_shape, [config.dense_width] * config.depth, ds.num_classes,
+        ds.input_shape, config.dense_widths(), ds.num_classes,
         config.effective_multiplier(), activation=config.activation,
+        arch=config.arch, wrn_depth=config.wrn_depth,
         seed=config.seed, pruning=config.pruning, batches=batches,
         batch_norm="bn" in regs,
         skip_connections="sc" in regs,
@@ -105,19 +115,14 @@ def _build_pair(config, ds):
 
 def _train_one(name, model, config, output_dir, verbose):
     import keras
-    import tensorflow as tf
 
     from keras_egf import callbacks as cb
-    from keras_egf import data
     from keras_egf.capacity import active_weights
     from keras_egf.layers import prunable_layers
 
     keras.utils.set_random_seed(config.seed)
-    ds = data.make_datasets(
-        config.dataset, batch_size=config.batch_size, seed=config.seed,
-        data_dir=config.data_dir, augment="da" in config.regularizers)
-    fixed = data.make_datasets(config.dataset, batch_size=config.batch_size,
-                               seed=config.seed, data_dir=config.data_dir)
+    ds = _datasets(config, augment="da" in config.regularizers)
+    fixed = _datasets(config)
     source = fixed.train if config.egf_data == "train" else fixed.test
     egf_batches = list(source.take(config.egf_batches))
     model.compile(
@@ -175,15 +180,12 @@ def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
 
     import tensorflow as tf
 
-    from keras_egf import data
-
     config.validate()
     check_output_dir(output_dir)
     tf.config.experimental.enable_op_determinism()
     import keras
     keras.utils.set_random_seed(config.seed)
-    ds = data.make_datasets(config.dataset, batch_size=config.batch_size,
-                            seed=config.seed, data_dir=config.data_dir)
+    ds = _datasets(config)
     if "sc" in config.regularizers and config.depth == 1:
         warnings.warn(
             "regularizers include sc at depth=1: skip connections join "

@@ -104,7 +104,8 @@ class Grid:
     def _skip_without_effect(self, point):
         settings = {**self.fixed, **point}
         regs = parse_regularizers(settings.get("regularizers", ""))
-        return "sc" in regs and settings.get("depth", ComparisonConfig.depth) == 1
+        return ("sc" in regs and settings.get("arch", ComparisonConfig.arch) == "mlp"
+                and settings.get("depth", ComparisonConfig.depth) == 1)
 
     def points(self):
         """The grid points that run, in grid order: every combination but

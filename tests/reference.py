@@ -10,13 +10,14 @@ import tensorflow as tf
 import keras_egf as ke
 
 
-def effective_twin(model, **build_kwargs):
-    """A plain-Dense `build_mlp` twin holding `model`'s effective weights.
+def effective_twin(model, builder=None, **build_kwargs):
+    """A plain-layer twin (Dense, Conv2D) holding `model`'s effective weights.
 
-    `build_kwargs` are the build_mlp arguments of `model` (without masked,
-    weight_decay: the twin has no regulariser; the test adds L2 by hand).
+    `builder` (default `build_mlp`) and `build_kwargs` build `model` (without
+    masked, weight_decay: the twin has no regulariser; the test adds L2 by
+    hand).
     """
-    twin = ke.build_mlp(masked=False, **build_kwargs)
+    twin = (builder or ke.build_mlp)(masked=False, **build_kwargs)
     for layer in model.layers:
         if not layer.weights:
             continue
@@ -70,9 +71,9 @@ def twin_kernel_gradients(twin, batches, l2=0.0, probabilities=False):
 
 
 def reference_measures(model, batches, l2=0.0, probabilities=False,
-                       **build_kwargs):
+                       builder=None, **build_kwargs):
     """gf/EGF of `model`'s objective on `batches`, recomputed on a twin."""
-    twin = effective_twin(model, **build_kwargs)
+    twin = effective_twin(model, builder, **build_kwargs)
     grads = twin_kernel_gradients(twin, batches, l2, probabilities)
     masks = [l.mask.numpy() if ke.layers.is_masked_layer(l) else None
              for l in ke.prunable_layers(model)]

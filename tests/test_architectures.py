@@ -55,3 +55,129 @@ def test_srelu_values_by_hand():
     assert layer.t_left.shape == (5,)
     clone = ke.SReLU.from_config(layer.get_config())
     np.testing.assert_allclose(clone(x).numpy(), expected)
+
+
+# --- convnets: the architecture registry, CNN and Wide ResNet -------------
+
+import tensorflow_datasets as tfds
+
+from keras_egf import architectures
+from keras_egf import callbacks as cb
+from keras_egf import data
+from reference import reference_measures
+
+
+def test_registry_names_and_unknown_architecture():
+    assert architectures.all_architecture_names() == ["cnn", "mlp", "wrn"]
+    with pytest.raises(ValueError, match=r"'resnet'.*\['cnn', 'mlp', 'wrn'\]"):
+        architectures.get_architecture("resnet")
+    # Each builder makes exactly the layers its kernel_shapes names.
+    for name, widths, shape in (("mlp", [8, 8], (6,)),
+                                ("cnn", [4, 8, 8, 16, 16], (12, 12, 1)),
+                                ("wrn", [16, 32, 64, 128], (8, 8, 3))):
+        arch = architectures.get_architecture(name)
+        model = arch.build(shape, 5, widths, activation="relu", masked=True,
+                           wrn_depth=10)
+        expected = arch.kernel_shapes(shape, widths, 5, wrn_depth=10)
+        assert {l.name: tuple(l.kernel.shape) for l in ke.prunable_layers(model)} \
+            == dict(expected), name
+
+
+def test_wrn_16_4_layout_and_names():
+    model = architectures.build_wrn((32, 32, 3), 10, depth=16, masked=False)
+    names = [l.name for l in ke.prunable_layers(model)]
+    assert len(names) == 1 + 3 * 2 * 2 + 3 + 1  # stem, 12 convs, 3 shortcuts, output
+    assert names[0] == "stem" and names[-1] == "output"
+    assert {n for n in names if n.endswith("shortcut")} == {
+        "group0_block0_shortcut", "group1_block0_shortcut", "group2_block0_shortcut"}
+    shapes = {l.name: tuple(l.kernel.shape) for l in ke.prunable_layers(model)}
+    assert shapes["group2_block1_conv2"] == (3, 3, 256, 256)
+    assert shapes["group1_block0_shortcut"] == (1, 1, 64, 128)
+    assert architectures.wrn_widths(28, 10) == [16, 160, 320, 640]
+    with pytest.raises(ValueError, match="wrn_depth=15"):
+        architectures.wrn_widths(15, 4)
+
+
+@pytest.mark.parametrize("arch, widths, multiplier, kwargs", [
+    ("cnn", [8, 16, 16, 32, 32], 2.0, {"batch_norm": True}),
+    ("wrn", architectures.wrn_widths(16, 4), 1.25, {"wrn_depth": 16}),
+])
+def test_convnet_pair_trains_on_mock_cifar10_with_equal_capacity(arch, widths,
+                                                                 multiplier, kwargs):
+    with tfds.testing.mock_data(num_examples=16):
+        ds = data.make_datasets("cifar10", batch_size=4, flatten=False, seed=0)
+        batches = list(ds.train.take(2))
+    pair = ke.same_capacity_pair(ds.input_shape, widths, ds.num_classes, multiplier,
+                                 arch=arch, seed=0, **kwargs)
+    dense_counts, sparse_counts = ke.active_weights(pair.dense), ke.active_weights(pair.sparse)
+    assert dense_counts == sparse_counts  # every layer, exactly
+    assert set(dense_counts) == {p.name for p in pair.plan}
+    for p in pair.plan:
+        assert p.active == int(np.prod(p.dense_shape))
+        assert np.prod(p.sparse_shape) > np.prod(p.dense_shape) or p.name == "stem" \
+            or p.name.startswith("conv_0")
+    for model in (pair.sparse, pair.dense):
+        model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True))
+        history = model.fit(tf_dataset(batches), epochs=1, verbose=0)
+        assert np.isfinite(history.history["egf_2"][0])
+    for layer in ke.prunable_layers(pair.sparse):
+        pruned = layer.mask.numpy() == 0
+        assert pruned.any() or layer.name in ("stem", "conv_0")
+        assert np.all(layer.kernel.numpy()[pruned] == 0.0), layer.name
+    assert ke.active_weights(pair.sparse) == dense_counts  # still, after training
+
+
+def tf_dataset(batches):
+    import tensorflow as tf
+
+    xs = np.concatenate([b[0].numpy() for b in batches])
+    ys = np.concatenate([b[1].numpy() for b in batches])
+    return tf.data.Dataset.from_tensor_slices((xs, ys)).batch(4)
+
+
+def test_sparse_init_std_follows_dense_conv_fan_in():
+    pair = ke.same_capacity_pair((16, 16, 3), [32, 64, 64, 64, 64], 10, 3.0,
+                                 arch="cnn", seed=0)
+    for name in ("conv_1", "conv_3"):
+        dense = pair.dense.get_layer(name).kernel.numpy()
+        layer = pair.sparse.get_layer(name)
+        active = layer.kernel.numpy()[layer.mask.numpy() == 1]
+        fan_in = 3 * 3 * dense.shape[2]  # the dense twin's, not the sparse one's
+        assert abs(active.std() / np.sqrt(2.0 / fan_in) - 1) < 0.05, name
+        assert abs(dense.std() / np.sqrt(2.0 / fan_in) - 1) < 0.05, name
+
+
+def test_dense_equivalent_of_a_sparse_cnn_is_exact():
+    pair = ke.same_capacity_pair((12, 12, 1), [4, 8, 8, 16, 16], 3, 2.0,
+                                 arch="cnn", seed=1)
+    twin = ke.dense_equivalent(pair.sparse)
+    assert twin.exact
+    assert ke.active_weights(twin.model) == ke.active_weights(pair.dense)
+    assert [l.kernel.shape for l in ke.prunable_layers(twin.model)] == [
+        l.kernel.shape for l in ke.prunable_layers(pair.dense)]
+
+
+def test_masked_convnet_measures_equal_plain_conv2d_twin():
+    kwargs = dict(input_shape=(8, 8, 2), num_classes=3, widths=[4, 6, 6, 8, 5],
+                  batch_norm=True, seed=0)
+    model = architectures.build_cnn(masked=True, gradient_flow_every=1, **kwargs)
+    ke.prune(model, 0.6, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.0),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 8, 8, 2)).astype("float32")
+    y = rng.integers(0, 3, 16)
+    batches = [(x[:8], y[:8]), (x[8:], y[8:])]
+    expected = reference_measures(model, batches, builder=architectures.build_cnn,
+                                  **kwargs)
+    assert expected["gf_1"] > 1.5 * len(ke.prunable_layers(model)) * expected["egf_1"]
+    fixed = cb.gradient_flow_on_batches(model, batches)
+    for m in ke.GRADIENT_FLOW_METRICS:
+        np.testing.assert_allclose(fixed[m], expected[m], rtol=1e-5, err_msg=m)
+    step = reference_measures(model, batches[:1], builder=architectures.build_cnn,
+                              **kwargs)
+    logs = model.train_on_batch(*batches[0], return_dict=True)
+    for m in ke.GRADIENT_FLOW_METRICS:
+        np.testing.assert_allclose(logs[m], step[m], rtol=1e-5, err_msg=m)
+    assert set(fixed["layers"]) == {f"conv_{i}" for i in range(4)} | {"head", "output"}

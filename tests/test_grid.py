@@ -96,3 +96,20 @@ def test_skip_connections_at_depth_one_are_left_out():
     assert deep.points() == [{"depth": 1, "regularizers": "NR"},
                              {"depth": 2, "regularizers": "NR"},
                              {"depth": 2, "regularizers": "SC"}]
+
+
+def test_cnn_grid_has_an_arch_axis_and_every_point_validates():
+    grid = grid_lib.load_grid(os.path.join(ROOT, "configs/grids/cnn_cifar10.json"))
+    assert grid.size() == 4 * 4 * 2 * 2 == len(grid.points())
+    for point in grid.points():
+        config = grid.config(point)
+        assert config.arch == "cnn" and config.dataset == "cifar10"
+        assert config.dense_widths() == [c * point["widen_factor"]
+                                         for c in (32, 64, 64, 128, 128)]
+    with pytest.raises(ValueError, match="sc"):  # no skip option on the CNN
+        grid_lib.parse_grid({"name": "x", "grid": {"arch": ["cnn"],
+                                                   "regularizers": ["SC"]}})
+    # Skip connections at depth 1 are only an MLP's duplicate cells.
+    wrn = grid_lib.parse_grid({"name": "x", "fixed": {"depth": 1},
+                               "grid": {"arch": ["mlp", "wrn"], "regularizers": ["NR", "BN"]}})
+    assert len(wrn.points()) == 4

@@ -218,3 +218,19 @@ def test_top_k_mask_equals_a_stable_sort_with_ties_and_pruned_entries():
         expected = np.zeros(n, np.float32)
         expected[np.argsort(-s, kind="stable")[:count]] = 1.0
         np.testing.assert_array_equal(pruning.top_k_mask(s, count), expected)
+
+
+def test_erk_on_4d_conv_kernels_counts_the_spatial_dimensions():
+    from keras_egf.pruning import distributions
+
+    # Two convolutions: density ratio (sum/prod of the whole 4-D shape),
+    # 30/1152 : 38/2304 = 1.5789; without the 3x3 it would be 1.5.
+    s = distributions.erk({"c1": (3, 3, 8, 16), "c2": (3, 3, 16, 16)}, 0.8)
+    d1, d2 = 1 - s["c1"], 1 - s["c2"]
+    assert d1 / d2 == pytest.approx((30 / 1152) / (38 / 2304), rel=1e-9)
+    assert d1 * 1152 + d2 * 2304 == pytest.approx(0.2 * (1152 + 2304))
+    # A conv and a small dense layer that ERK would make denser than 1: it is
+    # kept dense, the conv makes up for it (by hand: 1 - 2144/4608).
+    s = distributions.erk({"conv": (3, 3, 16, 32), "head": (32, 10)}, 0.5)
+    assert s["head"] == 0.0
+    assert s["conv"] == pytest.approx(1 - 2144 / 4608, rel=1e-9)

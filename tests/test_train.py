@@ -389,3 +389,51 @@ def test_pruning_flag_changes_masks_not_counts(tmp_path):
         "hidden_0": 784 * 12, "output": 12 * 10}
     assert a["mask_sha256"]["hidden_0"] != b["mask_sha256"]["hidden_0"]
     assert runs["snip"]["config"]["pruning"] == "snip"
+
+
+_MOCK_TFDS_TRAIN = """
+import sys
+import tensorflow_datasets as tfds
+from trainers import train
+sys.argv = ["keras-egf-train", *sys.argv[1:]]
+with tfds.testing.mock_data(num_examples=16):
+    train.run()
+"""
+
+
+def test_arch_cnn_end_to_end_on_mock_cifar10(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "cnn"
+    proc = subprocess.run(
+        [sys.executable, "-c", _MOCK_TFDS_TRAIN, "--dataset=cifar10", "--arch=cnn",
+         "--epochs=2", "--egf_points=2", "--egf_batches=1", "--batch_size=8",
+         "--regularizers=bn,l2", "--verbose=0", f"--output_dir={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["arch"] == "cnn"
+    assert results["dataset"]["input_shape"] == [32, 32, 3]  # images, not flattened
+    sparse, dense = results["models"]["sparse"], results["models"]["dense"]
+    names = ["conv_0", "conv_1", "conv_2", "conv_3", "head", "output"]
+    assert list(sparse["active_weights"]) == names
+    assert sparse["active_weights"] == dense["active_weights"]
+    assert sparse["active_weights"]["conv_1"] == 3 * 3 * 32 * 64
+    assert dense["widths"] == [32, 64, 64, 128, 128, 10]
+    assert sparse["widths"] == [64, 128, 128, 256, 256, 10]
+    acc = EventAccumulator(str(out / "tensorboard" / "sparse" / "egf"))
+    acc.Reload()
+    tags = set(acc.Tags()["tensors"] + acc.Tags()["scalars"])
+    assert {f"egf_layers/conv_{i}/egf_2" for i in range(4)} <= tags, sorted(tags)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch=cnn", "--regularizers=sc"], "sc (skip connections) applies to arch='mlp'"),
+    (["--arch=wrn", "--wrn_depth=12"], "--wrn_depth=12: must be 6n + 4"),
+    (["--arch=cnn", "--sparse_width=400"], "--sparse_width=400: applies to arch='mlp'"),
+])
+def test_bad_arch_settings_are_named(args, message):
+    proc = _train([*TINY, *args, "--output_dir=/tmp/never"])
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr

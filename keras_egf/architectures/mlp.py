@@ -1,48 +1,18 @@
-"""Model builders: the paper's MLPs with masked or plain Dense layers."""
+"""The paper's MLPs with masked or plain Dense layers."""
 
 import keras
 import numpy as np
 
-from keras_egf import initializers as init_lib
-from keras_egf.activations import SReLU
+from keras_egf.architectures.common import (
+    activation_layer,
+    check_activation,
+    check_initializers,
+    check_num_classes,
+    check_weight_decay,
+    check_widths,
+)
 from keras_egf.layers import MaskedDense
 from keras_egf.model import MaskedModel
-
-ACTIVATIONS = ("relu", "prelu", "elu", "swish", "srelu", "sigmoid")
-
-
-def check_activation(activation):
-    """Raises ValueError unless `activation` is a supported name."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(
-            f"Unknown activation {activation!r}. Supported: {list(ACTIVATIONS)}"
-        )
-
-
-def activation_layer(activation, name):
-    """A fresh layer computing `activation` (one of ACTIVATIONS)."""
-    check_activation(activation)
-    if activation == "prelu":
-        return keras.layers.PReLU(name=name)
-    if activation == "srelu":
-        return SReLU(name=name)
-    keras_name = {"swish": "silu"}.get(activation, activation)
-    return keras.layers.Activation(keras_name, name=name)
-
-
-def check_widths(hidden_widths):
-    """Validates a list of hidden widths (at least one, each positive)."""
-    widths = list(hidden_widths)
-    if not widths:
-        raise ValueError(
-            "An MLP needs at least one hidden layer. Received: depth=0"
-        )
-    for w in widths:
-        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w <= 0:
-            raise ValueError(
-                f"Hidden widths must be positive integers. Received: width={w!r}"
-            )
-    return [int(w) for w in widths]
 
 
 def mlp_kernel_shapes(input_dim, hidden_widths, num_classes):
@@ -90,14 +60,8 @@ def build_mlp(
     """
     widths = check_widths(hidden_widths)
     check_activation(activation)
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(
-            f"num_classes must be an integer >= 2. Received: num_classes={num_classes!r}"
-        )
-    if not np.isfinite(weight_decay) or weight_decay < 0:
-        raise ValueError(
-            f"weight_decay must be >= 0. Received: weight_decay={weight_decay!r}"
-        )
+    check_num_classes(num_classes)
+    check_weight_decay(weight_decay)
     if skip_connections and len(set(widths)) > 1:
         raise ValueError(
             "Skip connections need equal hidden widths. Received: "
@@ -106,18 +70,8 @@ def build_mlp(
     input_dim = int(np.prod(input_shape))
     shapes = mlp_kernel_shapes(input_dim, widths, num_classes)
     names = mlp_layer_names(len(widths))
-    if kernel_initializers is None:
-        scheme = init_lib.scheme_for_activation(activation)
-        kernel_initializers = [
-            init_lib.fan_scaled_normal(
-                scheme, fi, fo, seed=None if seed is None else seed + i)
-            for i, (fi, fo) in enumerate(shapes)
-        ]
-    if len(kernel_initializers) != len(shapes):
-        raise ValueError(
-            f"Expected {len(shapes)} kernel initializers (one per Dense "
-            f"layer). Received: {len(kernel_initializers)}"
-        )
+    kernel_initializers = check_initializers(kernel_initializers, shapes,
+                                             activation, seed)
     dense_cls = MaskedDense if masked else keras.layers.Dense
     regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
 
