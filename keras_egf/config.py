@@ -15,12 +15,14 @@ from keras_egf.architectures import ACTIVATIONS, ARCHITECTURE_NAMES
 from keras_egf.data import DATASETS
 from keras_egf.model import DEFAULT_GRADIENT_FLOW_EVERY
 from keras_egf.pruning import all_pruning_method_names
+from keras_egf.pruning.dynamic import METHODS as DYNAMIC_SPARSITY_METHODS
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
 REGULARIZERS = ("l2", "da", "sc", "bn")
 MODEL_CHOICES = ("both", "sparse", "dense")
 PRUNING_METHODS = tuple(all_pruning_method_names())  # the pruning registry
 EGF_DATA = ("train", "test")
+SPARSE_TRAINING = ("static",) + DYNAMIC_SPARSITY_METHODS
 DATASET_NAMES = tuple(sorted(DATASETS))
 
 
@@ -73,6 +75,14 @@ class ComparisonConfig:
     pruning: str = setting("random", "Pruning method of the sparse model: "
                            "which weights each layer keeps (the capacity plan "
                            "fixes how many).", choices=PRUNING_METHODS)
+    sparse_training: str = setting(
+        "static", "Sparse model's masks during training: static (fixed), "
+        "set (drop smallest, grow random) or rigl (drop smallest, grow "
+        "largest gradient), per layer, counts kept.", choices=SPARSE_TRAINING)
+    dst_update_every: int = setting(100, "Steps between set/rigl mask updates.")
+    dst_drop_fraction: float = setting(
+        0.3, "Initial fraction of active weights a set/rigl update replaces "
+        "(cosine decay to 0 at 75 % of training).")
     pruning_batches: int = setting(1, "Training batches the data-driven "
                                    "pruning methods (snip, grasp, egf) score on.")
     egf_points: int = setting(5, "Epochs at which EGF is measured on a fixed "
@@ -119,6 +129,7 @@ class ComparisonConfig:
             bad("weight_decay", "must be a finite number >= 0")
         for name in ("depth", "dense_width", "epochs", "batch_size", "widen_factor",
                      "egf_points", "egf_batches", "gradient_flow_every",
+                     "dst_update_every",
                      "pruning_batches"):
             positive_int(name)
         m = self.sparse_width_multiplier
@@ -130,6 +141,9 @@ class ComparisonConfig:
                     v < self.dense_width:
                 bad("sparse_width", f"must be an integer >= dense_width="
                     f"{self.dense_width} (or None to use the multiplier)")
+        f = self.dst_drop_fraction
+        if not isinstance(f, (int, float)) or not math.isfinite(f) or not 0 < f <= 1:
+            bad("dst_drop_fraction", "must be in (0, 1]")
         if self.arch != "mlp":
             if "sc" in self.regularizers:
                 bad("regularizers", f"sc (skip connections) applies to "

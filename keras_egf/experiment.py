@@ -136,6 +136,14 @@ def _train_one(name, model, config, output_dir, verbose):
     divergence = cb.DivergenceMonitor()
     callbacks = [divergence, egf,
                  keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
+    dynamic = None
+    if name == "sparse" and config.sparse_training != "static":
+        from keras_egf.pruning import DynamicSparsity
+        dynamic = DynamicSparsity(
+            config.sparse_training, update_every=config.dst_update_every,
+            drop_fraction=config.dst_drop_fraction, seed=config.seed,
+            log_dir=os.path.join(log_dir, "dynamic_sparsity"))
+        callbacks.insert(1, dynamic)  # masks updated before the EGF points
     if verbose:
         print(f"--- training the {name} model "
               f"({sum(active_weights(model).values())} active kernel weights)")
@@ -154,6 +162,7 @@ def _train_one(name, model, config, output_dir, verbose):
         "diverged_epoch": divergence.epoch,
         "diverged_reason": divergence.reason,
         "epochs_run": len(history.history.get("loss", [])),
+        "mask_updates": len(dynamic.updates) if dynamic else 0,
         "train_time_s": train_time,
     }
     if divergence.diverged:

@@ -30,6 +30,8 @@ Plain Dense/Conv2D layers count as prunable layers with an all-ones mask, so
 a dense twin reports the same measures (EGF_1 == gf_1 / L there).
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -105,6 +107,9 @@ class MaskedModel(keras.Model):
         self.mask_product = mask_product
         self._kernels_zeroed = False  # True while fit/train_on_batch run.
         self._calls_since_reset = 0
+        self._store_kernel_gradients = False
+        if not hasattr(self, "_kernel_gradient_buffers"):
+            object.__setattr__(self, "_kernel_gradient_buffers", None)
         self.train_function = None  # options are read when it is made
         if self.track_gradient_flow and not hasattr(self, "gf_1_tracker"):
             for name in GRADIENT_FLOW_METRICS:
@@ -184,32 +189,75 @@ class MaskedModel(keras.Model):
         return layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH
 
     def make_train_function(self, force=False):
-        """Keras's train function; with `gradient_flow_every` N > 1, two.
+        """Keras's train function; with `gradient_flow_every` N > 1 (or
+        kernel gradients requested), one of several compiled steps a call.
 
         One compiled step measures, one does not; each call (one step, or
         `steps_per_execution` steps) picks the measuring one when its index
         since the last `reset_metrics` (epoch start, `train_on_batch`) is a
         multiple of N. Unmeasured steps then run exactly the untracked step:
         a conditional inside one compiled step would keep every gradient
-        alive (and, under XLA, materialised) on every step.
+        alive (and, under XLA, materialised) on every step. A call after
+        `request_kernel_gradients` runs a step that also stores them.
         """
         if self.train_function is not None and not force:
             return self.train_function
         every = self.gradient_flow_every
-        if (not self.track_gradient_flow or every == 1
-                or not hasattr(self, "_make_function")):
+        storing = self._kernel_gradient_buffers is not None
+        if (not hasattr(self, "_make_function") or (not storing and (
+                not self.track_gradient_flow or every == 1))):
             super().make_train_function(force=True)
             return self.train_function
-        measuring = self._make_function(self.train_step)
-        quiet = self._make_function(self._train_step_unmeasured)
+        steps = {}
+
+        def step(measure, store):
+            if (measure, store) not in steps:
+                fn = (self.train_step if measure else self._train_step_unmeasured)
+                if store:
+                    fn = functools.partial(self._train_step, measure=measure,
+                                           store=True)
+                steps[measure, store] = self._make_function(fn)
+            return steps[measure, store]
 
         def function(iterator):
-            due = self._calls_since_reset % every == 0
+            measure = (self.track_gradient_flow
+                       and self._calls_since_reset % every == 0)
             self._calls_since_reset += 1
-            return (measuring if due else quiet)(iterator)
+            store, self._store_kernel_gradients = self._store_kernel_gradients, False
+            return step(measure, store)(iterator)
 
         self.train_function = function
         return function
+
+    def enable_kernel_gradients(self):
+        """Makes room for `request_kernel_gradients`: one buffer the size of
+        each masked kernel (not a model weight: not saved, not trained)."""
+        if self._kernel_gradient_buffers is None:
+            if self.distribute_strategy.num_replicas_in_sync > 1:
+                raise ValueError("Stored kernel gradients (dynamic sparse "
+                                 "training) need a single replica.")
+            buffers = [tf.Variable(tf.zeros(layer.kernel.shape, layer.kernel.dtype),
+                                   trainable=False, name=f"{layer.name}_kernel_grad")
+                       if layers_lib.is_masked_layer(layer) else None
+                       for layer in self.prunable_layers()]
+            # Kept out of Keras/TF tracking: not weights of the model.
+            object.__setattr__(self, "_kernel_gradient_buffers", buffers)
+            self.make_train_function(force=True)
+
+    def request_kernel_gradients(self):
+        """The next training call (fit, train_on_batch) stores every masked
+        layer's effective-kernel gradient g = dC/d(kernel * mask), pruned
+        positions included, unscaled, from its own backward pass (before its
+        optimizer update); read them with `stored_kernel_gradients`."""
+        if self._kernel_gradient_buffers is None:
+            raise ValueError("Call enable_kernel_gradients() before training.")
+        self._store_kernel_gradients = True
+
+    def stored_kernel_gradients(self):
+        """{masked layer name: g (NumPy)} of the last storing step."""
+        return {layer.name: buffer.numpy() for layer, buffer in
+                zip(self.prunable_layers(), self._kernel_gradient_buffers)
+                if buffer is not None}
 
     def reset_metrics(self):
         super().reset_metrics()
@@ -222,7 +270,7 @@ class MaskedModel(keras.Model):
         """One training step; measures gf/EGF when tracking is on."""
         return self._train_step(data, measure=self.track_gradient_flow)
 
-    def _train_step(self, data, measure):
+    def _train_step(self, data, measure, store=False):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             with layers_lib.effective_kernel_gradients(self._step_mask_product()):
@@ -244,10 +292,13 @@ class MaskedModel(keras.Model):
         # gradients are g (unmasked) for kernels: mask them for the optimizer.
         index = {id(v): i for i, v in enumerate(weights)}
         kernel_grads, masked, masks = [], [], []
-        for kernel, mask in self.kernels_and_masks():
+        for j, (kernel, mask) in enumerate(self.kernels_and_masks()):
             i = index.get(id(kernel))
             if i is None or grads[i] is None:
                 continue
+            if store and self._kernel_gradient_buffers[j] is not None:
+                g = grads[i] if scale is None else grads[i] / tf.cast(scale, grads[i].dtype)
+                self._kernel_gradient_buffers[j].assign(g)
             kernel_grads.append(grads[i])
             if mask is not None:
                 grads[i] = grads[i] * tf.cast(mask, grads[i].dtype)

@@ -68,7 +68,7 @@ def test_tutorial_prune_fit_strip_save_load(tmp_path):
         assert abs(int(layer.mask.numpy().sum()) - round(0.25 * size)) <= 1
         pruned = layer.mask.numpy() == 0
         assert np.all(layer.kernel.numpy()[pruned] == 0.0)
-        slots = pruning.gradual._optimizer_slots(model.optimizer, layer.kernel)
+        slots = pruning.gradual.optimizer_slots(model.optimizer, layer.kernel)
         assert len(slots) == 2  # Adam's two moments
         for slot in slots:
             assert np.all(slot.numpy()[pruned] == 0.0), slot.path

@@ -437,3 +437,25 @@ def test_bad_arch_settings_are_named(args, message):
     proc = _train([*TINY, *args, "--output_dir=/tmp/never"])
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sparse_training_rigl_keeps_the_pair_matched(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = {}
+    for mode in ("static", "rigl"):
+        out = tmp_path / mode
+        proc = _train([*TINY, "--epochs=3", f"--sparse_training={mode}",
+                       "--dst_update_every=4", f"--output_dir={out}"])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[mode] = json.loads((out / "results.json").read_text())["models"]
+    static, rigl = runs["static"], runs["rigl"]
+    # 3 epochs x 16 steps; updates at 4, 8, ... below 75 % of 48 steps.
+    assert rigl["sparse"]["mask_updates"] == len(range(4, 36, 4))
+    assert static["sparse"]["mask_updates"] == 0 and rigl["dense"]["mask_updates"] == 0
+    assert rigl["sparse"]["active_weights"] == rigl["dense"]["active_weights"]
+    assert rigl["sparse"]["mask_sha256"] != static["sparse"]["mask_sha256"]
+    assert rigl["dense"] == {**rigl["dense"], "mask_sha256": static["dense"]["mask_sha256"]}
+    acc = EventAccumulator(str(tmp_path / "rigl" / "tensorboard" / "sparse" / "dynamic_sparsity"))
+    acc.Reload()
+    assert "dynamic_sparsity/hidden_0/regrown" in set(acc.Tags()["tensors"] + acc.Tags()["scalars"])

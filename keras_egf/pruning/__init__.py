@@ -198,3 +198,4 @@ from keras_egf.pruning.schedules import (  # noqa: E402,F401
     PolynomialDecay,
     as_schedule,
 )
+from keras_egf.pruning.dynamic import DynamicSparsity  # noqa: E402,F401

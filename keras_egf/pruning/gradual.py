@@ -41,7 +41,7 @@ def _layer_schedules(callback, exclude=()):
             if layer.name not in exclude]
 
 
-def _optimizer_slots(optimizer, kernel):
+def optimizer_slots(optimizer, kernel):
     """Optimizer variables that hold per-entry state of `kernel`."""
     prefix = kernel.path.replace("/", "_")
     return [v for v in optimizer.variables
@@ -67,7 +67,7 @@ def update_masks(model, sparsity, score=None, exclude=(), layers=None):
         mask = masks_lib.top_k_mask(ranked[layer.name], count)
         layer.set_mask(mask)  # zeroes the newly pruned kernel entries
         if optimizer is not None and optimizer.built:
-            for slot in _optimizer_slots(optimizer, layer.kernel):
+            for slot in optimizer_slots(optimizer, layer.kernel):
                 slot.assign(slot.numpy() * mask.astype(slot.dtype))
         new[layer.name] = mask
     return new

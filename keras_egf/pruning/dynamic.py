@@ -1,0 +1,163 @@
+"""Dynamic sparse training: SET and RigL mask updates during `fit`.
+
+    model.fit(..., callbacks=[keras_egf.pruning.DynamicSparsity(
+        "rigl", update_every=100, drop_fraction=0.3)])
+
+Every `update_every` steps (from step `update_every` until `end_step`), each
+masked layer drops its `k` smallest-magnitude active weights and grows `k`
+connections among the positions not kept, so its active count never
+changes. k = round(f(t) * active), with the drop fraction decaying as in
+RigL (Evci et al. 2020): f(t) = drop_fraction / 2 * (1 + cos(pi t / end_step)).
+- SET (Mocanu et al. 2018) grows at random positions (seeded).
+- RigL grows where |g| is largest, g = dC/d(kernel * mask) the effective-
+  kernel gradient at pruned positions. It is the training step's own
+  gradient, taken at the update step (that step's batch, before its
+  optimizer update), so RigL costs no extra backward pass: the model stores
+  it on that one step (`MaskedModel.request_kernel_gradients`), whatever its
+  `gradient_flow_every`.
+Grown weights start at 0; grown and dropped positions have their optimizer
+state (momentum, Adam moments, accumulators) cleared. Between updates pruned
+weights stay exactly 0 as with any fixed mask, and gf/EGF keep being
+reported. With `log_dir`, TensorBoard gets per layer and update
+`dynamic_sparsity/<layer>/regrown` (connections grown) and
+`dynamic_sparsity/<layer>/mask_change` (fraction of the kernel whose mask
+changed), and `dynamic_sparsity/drop_fraction`.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_egf.pruning import masks as masks_lib
+from keras_egf.pruning.gradual import optimizer_slots
+
+METHODS = ("set", "rigl")
+
+
+def cosine_drop_fraction(step, drop_fraction, end_step):
+    """RigL's schedule: drop_fraction / 2 * (1 + cos(pi step / end_step)),
+    0 from end_step on."""
+    if step >= end_step:
+        return 0.0
+    return drop_fraction / 2.0 * (1.0 + math.cos(math.pi * step / end_step))
+
+
+def drop_and_grow(mask, kernel, grow_scores, fraction):
+    """(new mask, grown, remained): drop round(fraction * active) smallest
+    |kernel| among active weights, grow as many highest `grow_scores` among
+    the positions not remaining. Masks as bool arrays."""
+    mask = np.asarray(mask) > 0
+    active = int(mask.sum())
+    k = int(round(fraction * active))
+    keep_scores = np.where(mask, np.abs(kernel), -np.inf)
+    remained = masks_lib.top_k_mask(keep_scores, active - k) > 0
+    grown = masks_lib.top_k_mask(np.where(remained, -np.inf, grow_scores), k) > 0
+    return remained | grown, grown, remained
+
+
+class DynamicSparsity(keras.callbacks.Callback):
+    """Drops and regrows connections during training (SET or RigL).
+
+    Args:
+        method: "set" (random growth) or "rigl" (gradient growth).
+        update_every: steps between mask updates (ΔT).
+        drop_fraction: the initial fraction of each layer's active weights
+            replaced at an update (decays with a cosine to 0 at end_step).
+        end_step: last step with updates (exclusive); default
+            `end_fraction` of the training steps of this `fit` call.
+        end_fraction: see end_step (RigL: 0.75).
+        seed: seeds SET's random growth (the same seed gives the same masks).
+        exclude: masked layer names left as they are.
+        log_dir: TensorBoard folder for the per-update scalars.
+    """
+
+    def __init__(self, method="rigl", update_every=100, drop_fraction=0.3,
+                 end_step=None, end_fraction=0.75, seed=0, exclude=(),
+                 log_dir=None):
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"Unknown dynamic sparsity method. Expected one of "
+                             f"{METHODS}. Received: method={method!r}")
+        for name, value in (("update_every", update_every),
+                            ("end_step", 1 if end_step is None else end_step)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1. "
+                                 f"Received: {name}={value!r}")
+        for name, value in (("drop_fraction", drop_fraction),
+                            ("end_fraction", end_fraction)):
+            if not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise ValueError(f"{name} must be in (0, 1]. "
+                                 f"Received: {name}={value!r}")
+        self.method, self.update_every = method, update_every
+        self.drop_fraction, self.end_fraction = float(drop_fraction), end_fraction
+        self.end_step, self.seed, self.exclude = end_step, int(seed), tuple(exclude)
+        self.log_dir = log_dir
+        self.updates = []  # (step, drop fraction) of every update made
+        self._writer = None
+
+    def _due(self, step):
+        return step > 0 and step % self.update_every == 0 and step < self._end_step
+
+    def on_train_begin(self, logs=None):
+        self._step = int(self.model.optimizer.iterations.numpy())
+        total = (self.params or {}).get("epochs", 1) * ((self.params or {}).get("steps") or 0)
+        self._end_step = self.end_step or max(1, int(self.end_fraction * total)) + self._step
+        masks_lib.check_exclude(self.model, self.exclude)
+        self._layers = [l for l in masks_lib.masked_layers(self.model)
+                        if l.name not in self.exclude]
+        if self.method == "rigl":
+            self.model.enable_kernel_gradients()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.method == "rigl" and self._due(self._step):
+            self.model.request_kernel_gradients()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step, self._step = self._step, self._step + 1
+        if self._due(step):
+            self.update(step)
+
+    def update(self, step):
+        """One drop-and-grow update of every layer (the step's fraction)."""
+        fraction = cosine_drop_fraction(step, self.drop_fraction, self._end_step)
+        grads = (self.model.stored_kernel_gradients() if self.method == "rigl"
+                 else None)
+        rng = np.random.default_rng([self.seed, step])
+        optimizer = self.model.optimizer
+        changes = {}
+        for layer in self._layers:
+            kernel = layer.kernel.numpy()
+            old = layer.mask.numpy() > 0
+            scores = (np.abs(grads[layer.name]) if grads is not None
+                      else rng.random(kernel.shape))
+            new, grown, remained = drop_and_grow(old, kernel, scores, fraction)
+            kernel[~remained] = 0.0  # dropped and grown weights start at 0
+            layer.kernel.assign(kernel)
+            layer.set_mask(new.astype(np.float32))
+            if optimizer.built:
+                for slot in optimizer_slots(optimizer, layer.kernel):
+                    slot.assign(slot.numpy() * remained.astype(slot.dtype))
+            changes[layer.name] = (int(grown.sum()), float(np.mean(new != old)))
+        self.updates.append((step, fraction))
+        self._summarise(step, fraction, changes)
+        return changes
+
+    def _summarise(self, step, fraction, changes):
+        if self.log_dir is None:
+            return
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default(step=step):
+            tf.summary.scalar("dynamic_sparsity/drop_fraction", fraction)
+            for name, (grown, change) in changes.items():
+                tf.summary.scalar(f"dynamic_sparsity/{name}/regrown", grown)
+                tf.summary.scalar(f"dynamic_sparsity/{name}/mask_change", change)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
