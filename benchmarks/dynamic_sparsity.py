@@ -20,23 +20,14 @@ keeps its last table).
 import argparse
 import os
 import statistics
-import time
 
 import numpy as np
+
+from benchmarks.common import epoch_timer, print_and_write, ratio_row
 
 RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS_DYNAMIC.md")
 TARGET = 1.05
 _MARKER = "<!-- study -->"
-
-
-def _timer(keras):
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds = time.perf_counter() - self.start
-    return Timer()
 
 
 def measure_cost(rounds, samples=8192, batch=128):
@@ -63,7 +54,7 @@ def measure_cost(rounds, samples=8192, batch=128):
 
     def epoch(name):
         model, callbacks = variants[name]
-        timer = _timer(keras)
+        timer = epoch_timer(keras)
         model.fit(dataset, epochs=1, verbose=0, callbacks=[timer, *callbacks])
         return timer.seconds
 
@@ -93,11 +84,9 @@ def cost_report(times, updates, rounds):
               "|---|---|---|---|---|---|---|"]
     for method in ("rigl", "set"):
         for jit in (False, True):
-            rs = [a / b for a, b in zip(times[f"{method} jit={jit}"],
-                                        times[f"static jit={jit}"])]
-            med = statistics.median(rs)
-            lines.append(f"| {method} / static | jit={jit} | {med:.3f} | {min(rs):.3f} | "
-                         f"{max(rs):.3f} | <= {TARGET} | {'yes' if med <= TARGET else 'no'} |")
+            lines.append(ratio_row(f"{method} / static", f"jit={jit}",
+                                   times[f"{method} jit={jit}"],
+                                   times[f"static jit={jit}"], TARGET))
     lines += ["", "Mask updates made per variant (warm-up included): " + ", ".join(
         f"{n} {u}" for n, u in updates.items()) + "."]
     return "\n".join(lines) + "\n"
@@ -167,12 +156,8 @@ def main(argv=None):
     else:
         times, updates = measure_cost(args.rounds)
         cost = "# Dynamic sparse training\n\n" + cost_report(times, updates, args.rounds) + "\n"
-    text = cost + (_MARKER + study if study else "")
-    print(text)
-    if not args.no_write:
-        from keras_egf.files import write_text_atomic
-        write_text_atomic(RESULTS, text)
-        print(f"Wrote {RESULTS}")
+    print_and_write(cost + (_MARKER + study if study else ""), RESULTS,
+                    not args.no_write)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
+
+from benchmarks.common import epoch_timer, print_and_write, ratio_row
 
 RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS_TFMOT.md")
 SHAPE, SAMPLES, BATCH, SPARSITY = (784, 1024, 1024, 10), 8192, 128, 0.9
@@ -91,16 +92,9 @@ def _keras_egf_models(jit):
 def _epoch(model, dataset, callbacks):
     import keras
 
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, e, logs=None):
-            self.t = time.perf_counter()
-
-        def on_epoch_end(self, e, logs=None):
-            self.s = time.perf_counter() - self.t
-
-    timer = Timer()
+    timer = epoch_timer(keras)
     model.fit(dataset, epochs=1, verbose=0, callbacks=[timer, *callbacks])
-    return timer.s
+    return timer.seconds
 
 
 def mask_ratio(model):
@@ -169,10 +163,7 @@ def report(times, ratio, rounds):
     lines += ["", "| ratio | mode | median | min | max | target | met |",
               "|---|---|---|---|---|---|---|"]
     for label, mode, a, b, target in rows:
-        rs = [p / q for p, q in zip(times[a], times[b])]
-        med = statistics.median(rs)
-        lines.append(f"| {label} | {mode} | {med:.3f} | {min(rs):.3f} | {max(rs):.3f} "
-                     f"| <= {target} | {'yes' if med <= target else 'no'} |")
+        lines.append(ratio_row(label, mode, times[a], times[b], target))
     lines.append(f"| mask bytes / kernel bytes | - | {ratio:.3f} | | | <= 0.25 | "
                  f"{'yes' if ratio <= 0.25 else 'no'} |")
     return "\n".join(lines) + "\n"
@@ -186,12 +177,7 @@ def main(argv=None):
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1. Received: --rounds={args.rounds}")
     times, ratio = measure(args.rounds)
-    text = report(times, ratio, args.rounds)
-    print(text)
-    if not args.no_write:
-        from keras_egf.files import write_text_atomic
-        write_text_atomic(RESULTS, text)
-        print(f"Wrote {RESULTS}")
+    print_and_write(report(times, ratio, args.rounds), RESULTS, not args.no_write)
 
 
 if __name__ == "__main__":

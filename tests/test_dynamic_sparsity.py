@@ -132,6 +132,27 @@ def test_stored_gradient_is_the_effective_kernel_gradient_at_pruned_positions():
         assert np.abs(stored[layer.name][layer.mask.numpy() == 0]).sum() > 0
 
 
+def test_stored_gradient_is_unscaled_under_mixed_precision():
+    x, y = _data(16)
+    stored = {}
+    for policy in ("float32", "mixed_float16"):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            model, _ = _model(seed=1)
+            model.compile(keras.optimizers.SGD(0.0),
+                          keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            if policy == "mixed_float16":
+                assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+            model.enable_kernel_gradients()
+            model.request_kernel_gradients()
+            model.train_on_batch(x, y)
+            stored[policy] = model.stored_kernel_gradients()
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+    for name, g in stored["float32"].items():  # the loss scale (32768) divided out
+        np.testing.assert_allclose(stored["mixed_float16"][name], g, rtol=2e-2, atol=2e-3)
+
+
 def test_same_seed_same_masks_and_tensorboard_scalars(tmp_path):
     def run(seed, log_dir=None):
         model, _ = _model(seed=0)

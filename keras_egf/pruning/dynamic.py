@@ -100,6 +100,10 @@ class DynamicSparsity(keras.callbacks.Callback):
         return step > 0 and step % self.update_every == 0 and step < self._end_step
 
     def on_train_begin(self, logs=None):
+        if getattr(self.model, "steps_per_execution", 1) != 1:
+            raise ValueError("DynamicSparsity counts steps one batch at a time: "
+                             "compile with steps_per_execution=1. Received: "
+                             f"steps_per_execution={self.model.steps_per_execution}")
         self._step = int(self.model.optimizer.iterations.numpy())
         total = (self.params or {}).get("epochs", 1) * ((self.params or {}).get("steps") or 0)
         self._end_step = self.end_step or max(1, int(self.end_fraction * total)) + self._step
