@@ -1,0 +1,533 @@
+"""Packed training: many grid points' sparse/dense MLPs as one computation.
+
+A sweep trial of the bundled grids is a small MLP pair whose time goes to
+per-trial overhead (tracing, pipelines, writers, Python per step). Points
+that share everything but their seed, learning rate and widths (`pack_key`)
+can instead be trained together: every layer holds the K members' kernels
+stacked, (K, fan_in, fan_out), and one batched matmul (einsum) runs them
+all. Narrower members are padded to the widest with a *structural* mask,
+which is never counted as a pruned weight: gf (which includes pruned
+positions) is taken over each member's own kernel shape, EGF over its
+pruning mask, so both stay each member's own.
+
+Each member keeps what it would have alone:
+- its initial weights and masks (built by the very code of an unpacked run,
+  `keras_egf.experiment`, then copied in);
+- its data order (its seed's pipeline; members are stacked along axis 1 of
+  the batch, x of shape (batch, K, features));
+- its objective: the packed loss is the sum of the members' mean losses,
+  so each member's gradient is its own;
+- its learning rate: the optimizer runs at rate 1 and each member's step is
+  scaled by its own rate afterwards. SGD, momentum, Adagrad, RMSProp, Adam
+  and AdamW all move the weights by rate x (an update independent of the
+  rate), so this is the same step; their momentum buffers then hold the
+  unscaled update, which does not change the weights;
+- its divergence handling: a member whose running epoch loss becomes NaN,
+  Inf or exceeds 1e6 is frozen (rate 0) and recorded, the others go on;
+- its fixed-batch EGF points, History, results.json and TensorBoard run, in
+  the format of an unpacked run (`keras_egf.experiment.run_comparison`).
+
+Equivalence: a member ends with the weights, metrics and gf/EGF of the same
+point trained alone up to float rounding (batched matmuls sum in another
+order; tests check 1e-5 after a few steps). Over long runs the rounding
+differences grow as any two float32 trainings of a chaotic system do.
+
+Supported: the MLP of `keras_egf.architectures` with relu, prelu, elu,
+swish or sigmoid, any regularisers (NR, L2, DA, SC, BN), static masks from
+any pruning method, one device.
+"""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_egf import experiment
+from keras_egf import files
+from keras_egf.callbacks import evaluation_epochs
+from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
+
+PACKABLE_ACTIVATIONS = ("relu", "prelu", "elu", "swish", "sigmoid")
+# Settings the members of a pack may differ in; all others are shared.
+MEMBER_FIELDS = ("seed", "learning_rate", "dense_width", "sparse_width",
+                 "sparse_width_multiplier")
+MAX_LOSS = 1e6  # as keras_egf.callbacks.DivergenceMonitor
+
+
+def _f32(value):
+    return float(np.float32(value))
+
+
+def pack_key(config):
+    """What members of one pack share: every setting but MEMBER_FIELDS."""
+    return tuple(sorted((k, repr(v)) for k, v in config.to_dict().items()
+                        if k not in MEMBER_FIELDS))
+
+
+def check_packable(config):
+    """Raises ValueError naming the setting that packing does not support."""
+    def bad(name, why):
+        raise ValueError(f"{name}={getattr(config, name)!r}: {why}")
+
+    if config.arch != "mlp":
+        bad("arch", "packing trains MLPs only")
+    if config.activation not in PACKABLE_ACTIVATIONS:
+        bad("activation", f"packing supports {list(PACKABLE_ACTIVATIONS)} (SReLU's "
+            "parameters are per unit, not per member)")
+    if config.sparse_training != "static":
+        bad("sparse_training", "packing keeps masks fixed")
+
+
+def group_points(points, config_of, size):
+    """Grid points in packs of at most `size` sharing a `pack_key`, in grid
+    order (a pack is ordered by its first point)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"pack size must be an integer >= 1. Received: pack={size!r}")
+    open_groups, groups = {}, []
+    for point in points:
+        key = pack_key(config_of(point))
+        group = open_groups.get(key)
+        if group is None or len(group) == size:
+            group = open_groups[key] = []
+            groups.append(group)
+        group.append(point)
+    return groups
+
+
+class PackedDense(keras.layers.Layer):
+    """K Dense layers in one: kernel (K, fan_in, units), bias (K, units);
+    `mask` (pruning and structure) and `structure` (the member's own shape)
+    are non-trainable 0/1 arrays of the kernel's shape."""
+
+    def __init__(self, members, units, **kwargs):
+        super().__init__(**kwargs)
+        self.members, self.units = int(members), int(units)
+
+    def build(self, input_shape):
+        shape = (self.members, int(input_shape[-1]), self.units)
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer="zeros")
+        self.bias = self.add_weight(name="bias", shape=shape[::2], initializer="zeros")
+        self.mask = self.add_weight(name="mask", shape=shape, initializer="zeros",
+                                    trainable=False)
+        self.structure = self.add_weight(name="structure", shape=shape,
+                                         initializer="zeros", trainable=False)
+
+    def call(self, inputs):
+        # Pruned and padded kernel entries are 0 (masked gradients keep them
+        # so), so the kernel is its own effective kernel.
+        return tf.einsum("bki,kio->bko", inputs, self.kernel) + self.bias
+
+
+def _packed_mlp(members, input_dim, widths, num_classes, activation, batch_norm,
+                skip_connections):
+    """The packed MLP: layer names as `build_mlp`'s (hidden_i, output,
+    batch_norm_i, <activation>_i, skip_i)."""
+    from keras_egf.architectures import activation_layer
+
+    inputs = keras.Input(shape=(members, input_dim), name="inputs")
+    x = inputs
+    for i, units in enumerate(widths):
+        h = PackedDense(members, units, name=f"hidden_{i}")(x)
+        if batch_norm:  # statistics per member and unit: K * units features
+            h = keras.layers.Reshape((members * units,))(h)
+            h = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(h)
+            h = keras.layers.Reshape((members, units))(h)
+        h = activation_layer(activation, name=f"{activation}_{i}")(h)
+        if skip_connections and i > 0:
+            h = keras.layers.Add(name=f"skip_{i}")([x, h])
+        x = h
+    outputs = PackedDense(members, num_classes, name="output")(x)
+    return keras.Model(inputs, outputs, name="packed")
+
+
+class Member:
+    """One model of a pack: its point's config, role, model and pipelines."""
+
+    def __init__(self, index, point, config, name, model, datasets, egf_batches):
+        self.index, self.point, self.config, self.name = index, point, config, name
+        self.model, self.datasets, self.egf_batches = model, datasets, egf_batches
+        self.history = {}
+        self.points = []
+        self.diverged = False
+        self.diverged_epoch = self.reason = None
+
+
+def _members(configs):
+    """Builds every point's pair as an unpacked run would, seed by seed."""
+    members = []
+    for p, config in enumerate(configs):
+        config.validate()
+        check_packable(config)
+        tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(config.seed)
+        ds = experiment._datasets(config)
+        pair = experiment._build_pair(config, ds)
+        regs = config.regularizers
+        keras.utils.set_random_seed(config.seed)
+        train = experiment._datasets(config, augment="da" in regs)
+        fixed = experiment._datasets(config)
+        source = fixed.train if config.egf_data == "train" else fixed.test
+        egf_batches = list(source.take(config.egf_batches))
+        names = ("sparse", "dense") if config.models == "both" else (config.models,)
+        for name in names:
+            model = pair.sparse if name == "sparse" else pair.dense
+            members.append(Member(len(members), p, config, name, model, train,
+                                  egf_batches))
+    return members
+
+
+def _copy_in(packed, members):
+    """Writes each member's weights, masks and structure into the pack."""
+    from keras_egf import layers as layers_lib
+
+    for layer in packed.layers:
+        if not layer.weights:
+            continue
+        values = [v.numpy() for v in layer.weights]
+        for k, member in enumerate(members):
+            source = member.model.get_layer(layer.name)
+            if isinstance(layer, PackedDense):
+                kernel = source.kernel.numpy()
+                mask = (source.mask.numpy().astype(np.float32)
+                        if layers_lib.is_masked_layer(source) else np.ones_like(kernel))
+                fi, fo = kernel.shape
+                values[0][k, :fi, :fo] = kernel * mask
+                values[1][k, :fo] = source.bias.numpy()
+                values[2][k, :fi, :fo] = mask
+                values[3][k, :fi, :fo] = 1.0
+            else:  # BatchNorm (gamma, beta, moving mean/variance), PReLU:
+                # (K * units,) or (K, units), member k's units first
+                for target, value in zip(values, source.get_weights()):
+                    target.reshape(len(members), -1)[k, :value.shape[-1]] = value
+        layer.set_weights(values)
+
+
+def member_weights(packed, member, k):
+    """{layer name: [arrays]} of member k cut out of the pack, in the
+    member model's layer order (kernels as kernel * mask)."""
+    out = {}
+    for layer in member.model.layers:
+        if not layer.weights:
+            continue
+        source = packed.get_layer(layer.name)
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if isinstance(source, PackedDense):
+            kernel = source.kernel.numpy()[k]
+            fi, fo = shapes[0]
+            out[layer.name] = [kernel[:fi, :fo], source.bias.numpy()[k, :fo]]
+        else:
+            members = int(packed.inputs[0].shape[1])
+            out[layer.name] = [w.numpy().reshape(members, -1)[k, :s[-1]]
+                               for w, s in zip(source.weights, shapes)]
+    return out
+
+
+class PackedTrainer:
+    """Trains `members` (from `_members`) as one packed MLP."""
+
+    def __init__(self, members):
+        self.members = members
+        first = members[0].config
+        self.config = first
+        widths = [max(int(m.model.get_layer(f"hidden_{i}").kernel.shape[-1])
+                      for m in members) for i in range(first.depth)]
+        ds = members[0].datasets
+        regs = set(first.regularizers)
+        self.packed = _packed_mlp(len(members), int(ds.input_shape[0]), widths,
+                                  ds.num_classes, first.activation, "bn" in regs,
+                                  "sc" in regs)
+        _copy_in(self.packed, members)
+        self.dense_layers = [l for l in self.packed.layers if isinstance(l, PackedDense)]
+        self.l2 = first.weight_decay if "l2" in regs else 0.0
+        self.optimizer = experiment.make_optimizer(first.optimizer, 1.0,
+                                                   first.weight_decay)
+        self.optimizer.build(self.packed.trainable_variables)
+        self.rates = tf.Variable([m.config.learning_rate for m in members],
+                                 dtype=tf.float32, trainable=False)
+        jit = first.jit_compile
+        self._steps = {measure: tf.function(
+            lambda x, y, measure=measure: self._train_step(x, y, measure),
+            jit_compile=jit, reduce_retracing=True) for measure in (False, True)}
+        self._evaluate = tf.function(self._evaluate_step, reduce_retracing=True)
+        self._objective_grads = tf.function(self._objective_gradients,
+                                            reduce_retracing=True)
+
+    # --- the packed objective and step ------------------------------------
+    def _member_losses(self, x, y, training):
+        logits = self.packed(x, training=training)  # (B, K, C)
+        ce = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        losses = tf.reduce_mean(ce, axis=0)  # (K,)
+        if self.l2:
+            losses += self.l2 * tf.add_n([tf.reduce_sum(tf.square(l.kernel), axis=[1, 2])
+                                          for l in self.dense_layers])
+        correct = tf.reduce_sum(tf.cast(tf.equal(
+            tf.argmax(logits, axis=-1), tf.cast(y, tf.int64)), tf.float32), axis=0)
+        return losses, correct
+
+    def _measures(self, grads):
+        """(4, K): gf_1, gf_2, egf_1, egf_2 per member, and the per-layer
+        egf norms (L, 2, K)."""
+        own = [g * l.structure for g, l in zip(grads, self.dense_layers)]
+        masked = [g * l.mask for g, l in zip(grads, self.dense_layers)]
+        gf_1 = tf.add_n([tf.reduce_sum(tf.abs(g), axis=[1, 2]) for g in own])
+        gf_2 = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g), axis=[1, 2]) for g in own]))
+        layer_1 = tf.stack([tf.reduce_sum(tf.abs(g), axis=[1, 2]) for g in masked])
+        layer_2 = tf.stack([tf.sqrt(tf.reduce_sum(tf.square(g), axis=[1, 2]))
+                            for g in masked])
+        values = tf.stack([gf_1, gf_2, tf.reduce_mean(layer_1, axis=0),
+                           tf.reduce_mean(layer_2, axis=0)])
+        return values, tf.stack([layer_1, layer_2], axis=1)
+
+    def _train_step(self, x, y, measure):
+        weights = self.packed.trainable_variables
+        with tf.GradientTape() as tape:
+            losses, correct = self._member_losses(x, y, training=True)
+            total = tf.reduce_sum(losses)
+        grads = tape.gradient(total, weights)
+        kernels = {id(l.kernel): l for l in self.dense_layers}
+        kernel_grads = [g for g, v in zip(grads, weights) if id(v) in kernels]
+        grads = [g * kernels[id(v)].mask if id(v) in kernels else g
+                 for g, v in zip(grads, weights)]
+        before = [tf.identity(v) for v in weights]
+        self.optimizer.apply(grads, weights)
+        rate = self.rates[:, None]
+        for v, b in zip(weights, before):  # every variable is K members' slices
+            vk, bk = tf.reshape(v, (len(self.members), -1)), tf.reshape(b, (len(self.members), -1))
+            v.assign(tf.reshape(tf.where(rate > 0, bk + rate * (vk - bk), bk), v.shape))
+        values = self._measures(kernel_grads)[0] if measure else tf.zeros(
+            (4, len(self.members)))
+        return losses, correct, values
+
+    def _evaluate_step(self, x, y):
+        return self._member_losses(x, y, training=False)
+
+    def _objective_gradients(self, x, y):
+        """Kernel gradients of the members' objectives, training mode, no
+        side effects (as keras_egf.callbacks.objective_kernel_gradients)."""
+        trainable = list(self.packed.trainable_variables)
+        values = [tf.identity(v) for v in trainable]
+        state = [(v, tf.identity(v)) for v in self.packed.non_trainable_variables]
+        index = {id(v): i for i, v in enumerate(trainable)}
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            with keras.StatelessScope(state_mapping=list(zip(trainable, values)) + state):
+                losses, _ = self._member_losses(x, y, training=True)
+            total = tf.reduce_sum(losses)
+        return tape.gradient(total, [values[index[id(l.kernel)]]
+                                     for l in self.dense_layers])
+
+    # --- data ---------------------------------------------------------------
+    def _stacked(self, datasets):
+        """One dataset of (x (B, K, d), y (B, K)) from the points' pipelines."""
+        points = sorted({m.point for m in self.members})
+        column = {p: i for i, p in enumerate(points)}
+        by_point = {m.point: d for m, d in zip(self.members, datasets)}
+        zipped = tf.data.Dataset.zip(tuple(by_point[p] for p in points))
+        order = [column[m.point] for m in self.members]
+
+        def stack(*pairs):
+            return (tf.stack([pairs[i][0] for i in order], axis=1),
+                    tf.stack([pairs[i][1] for i in order], axis=1))
+        return zipped.map(stack)
+
+    def _fixed_batches(self):
+        stacked = []
+        for b in range(len(self.members[0].egf_batches)):
+            stacked.append((tf.stack([m.egf_batches[b][0] for m in self.members], 1),
+                            tf.stack([m.egf_batches[b][1] for m in self.members], 1)))
+        return stacked
+
+    def _test_data(self):
+        test = self.members[0].datasets.test
+        k = len(self.members)
+        return test.map(lambda x, y: (tf.repeat(x[:, None], k, axis=1),
+                                      tf.repeat(y[:, None], k, axis=1)))
+
+    # --- training -----------------------------------------------------------
+    def _fixed_batch_points(self, epoch, alive):
+        batches = self._fixed_batches()
+        total = sum(int(b[1].shape[0]) for b in batches)
+        accumulated = None
+        for x, y in batches:
+            weight = float(x.shape[0]) / total
+            grads = [weight * g for g in self._objective_grads(x, y)]
+            accumulated = grads if accumulated is None else [
+                a + g for a, g in zip(accumulated, grads)]
+        values, layers = self._measures(accumulated)
+        values, layers = values.numpy(), layers.numpy()
+        for k, member in enumerate(self.members):
+            if not alive[k]:
+                continue
+            point = {"epoch": int(epoch),
+                     **{m: float(values[i, k]) for i, m in enumerate(GRADIENT_FLOW_METRICS)},
+                     "layers": {l.name: {"egf_1": float(layers[j, 0, k]),
+                                         "egf_2": float(layers[j, 1, k])}
+                                for j, l in enumerate(self.dense_layers)}}
+            member.points.append(point)
+            for m in GRADIENT_FLOW_METRICS:
+                member.history.setdefault(f"eval_{m}", []).append(point[m])
+
+    def train(self, verbose=0):
+        """Trains every member; returns the wall time in seconds."""
+        config = self.config
+        k = len(self.members)
+        train = self._stacked([m.datasets.train for m in self.members])
+        every, eval_epochs = config.gradient_flow_every, set(
+            evaluation_epochs(config.epochs, config.egf_points))
+        alive = np.ones(k, bool)  # members still training
+        start = time.perf_counter()
+        for epoch in range(config.epochs):
+            if not alive.any():
+                break
+            loss_sum, correct, seen = np.zeros(k), np.zeros(k), 0
+            gf_sum, measured = np.zeros((4, k)), 0
+            in_epoch = alive.copy()
+            for step, (x, y) in enumerate(train):
+                losses, hits, values = self._steps[step % every == 0](x, y)
+                n = int(x.shape[0])
+                losses = losses.numpy()
+                loss_sum += np.where(alive, losses * n, 0.0)
+                correct += np.where(alive, hits.numpy(), 0.0)
+                seen += n
+                if step % every == 0:
+                    gf_sum += np.where(alive, values.numpy(), 0.0)
+                    measured += 1
+                running = loss_sum / seen
+                for i in np.flatnonzero(alive):
+                    reason = None
+                    if not math.isfinite(running[i]):
+                        reason = f"loss {running[i]}"
+                    elif running[i] > MAX_LOSS:
+                        reason = f"loss {running[i]:.3g} > max_loss {MAX_LOSS:g}"
+                    if reason:
+                        member = self.members[i]
+                        member.diverged, member.reason = True, reason
+                        member.diverged_epoch = epoch
+                        alive[i] = False
+                        self.rates[i].assign(0.0)
+            for i in np.flatnonzero(in_epoch):
+                h = self.members[i].history
+                # float32, as Keras's metrics report them
+                h.setdefault("accuracy", []).append(_f32(correct[i] / seen))
+                for j, m in enumerate(GRADIENT_FLOW_METRICS):
+                    h.setdefault(m, []).append(_f32(gf_sum[j, i] / max(measured, 1)))
+                h.setdefault("loss", []).append(_f32(loss_sum[i] / seen))
+            # Keras's fit makes a second iterator of its dataset at the end
+            # of every epoch (and a new one at the next epoch's start), so a
+            # reshuffling pipeline's epoch e is its iteration 2e + 1: the
+            # same here, for the same data order as an unpacked run.
+            iter(train)
+            if epoch in eval_epochs:
+                self._fixed_batch_points(epoch, in_epoch)
+            if verbose:
+                print(f"epoch {epoch + 1}/{config.epochs}: {int(alive.sum())}/{k} "
+                      "members training", flush=True)
+        return time.perf_counter() - start
+
+    def evaluate(self):
+        """[(test loss, test accuracy)] per member."""
+        k = len(self.members)
+        loss_sum, correct, seen = np.zeros(k), np.zeros(k), 0
+        for x, y in self._test_data():
+            losses, hits = self._evaluate(x, y)
+            n = int(x.shape[0])
+            loss_sum += losses.numpy() * n
+            correct += hits.numpy()
+            seen += n
+        return [(_f32(a), _f32(b)) for a, b in zip(loss_sum / seen, correct / seen)]
+
+
+def _member_result(member, train_time, test, eval_time):
+    from keras_egf.capacity import active_weights
+    from keras_egf.layers import prunable_layers
+
+    average = {m: float(np.mean([p[m] for p in member.points]))
+               for m in GRADIENT_FLOW_METRICS} if member.points else {}
+    result = {
+        "active_weights": dict(active_weights(member.model)),
+        "widths": [int(l.kernel.shape[-1]) for l in prunable_layers(member.model)],
+        "mask_sha256": experiment.mask_digests(member.model),
+        "history": member.history,
+        "egf_points": member.points,
+        "average": average,
+        "diverged": member.diverged,
+        "diverged_epoch": member.diverged_epoch,
+        "diverged_reason": member.reason,
+        "epochs_run": len(member.history.get("loss", [])),
+        "mask_updates": 0,
+        "train_time_s": train_time,
+    }
+    loss, accuracy = test
+    if member.diverged or not math.isfinite(loss):
+        result.update(diverged=True, test_loss=None, test_accuracy=None)
+        if result["diverged_epoch"] is None:
+            result["diverged_epoch"] = result["epochs_run"] - 1
+    else:
+        result.update(test_loss=float(loss), test_accuracy=float(accuracy),
+                      eval_time_s=eval_time)
+    return result
+
+
+def _write_tensorboard(member, output_dir):
+    log_dir = os.path.join(output_dir, "tensorboard", member.name)
+    with tf.summary.create_file_writer(os.path.join(log_dir, "train")).as_default():
+        for key, values in member.history.items():
+            if not key.startswith("eval_"):
+                for epoch, value in enumerate(values):
+                    tf.summary.scalar(f"epoch_{key}", value, step=epoch)
+    with tf.summary.create_file_writer(os.path.join(log_dir, "egf")).as_default():
+        for point in member.points:
+            for m in GRADIENT_FLOW_METRICS:
+                tf.summary.scalar(f"egf/{m}", point[m], step=point["epoch"])
+            for name, norms in point["layers"].items():
+                for m, v in norms.items():
+                    tf.summary.scalar(f"egf_layers/{name}/{m}", v, step=point["epoch"])
+
+
+def run_packed(configs, output_dirs, verbose=0, trainer_out=None):
+    """Trains the points `configs` (one shared `pack_key`) as one pack and
+    writes each point's results.json and TensorBoard runs into its
+    `output_dirs` entry, in the format of `experiment.run_comparison`.
+    Returns the points' results. `trainer_out` (a list) receives the
+    PackedTrainer, for inspection."""
+    if len(configs) != len(output_dirs) or not configs:
+        raise ValueError("run_packed needs one output_dir per config. Received: "
+                         f"{len(configs)} configs, {len(output_dirs)} output_dirs")
+    keys = {pack_key(c) for c in configs}
+    if len(keys) > 1:
+        raise ValueError("configs of one pack may differ only in "
+                         f"{list(MEMBER_FIELDS)}")
+    for d in output_dirs:
+        files.check_output_dir(d)
+    members = _members(configs)
+    trainer = PackedTrainer(members)
+    if trainer_out is not None:
+        trainer_out.append(trainer)
+    start = time.perf_counter()
+    train_time = trainer.train(verbose)
+    t = time.perf_counter()
+    tests = trainer.evaluate()
+    eval_time = time.perf_counter() - t
+    all_results = []
+    for p, (config, out) in enumerate(zip(configs, output_dirs)):
+        ds = members[0].datasets
+        results = {"config": config.to_dict(), "versions": experiment.versions(),
+                   "dataset": {"num_train": ds.num_train, "num_test": ds.num_test,
+                               "input_shape": list(ds.input_shape),
+                               "num_classes": ds.num_classes},
+                   "replicas": 1,
+                   "gradient_flow_scales": experiment.GRADIENT_FLOW_SCALES,
+                   "packed": {"members": len(members), "points": len(configs)},
+                   "models": {}}
+        for k, member in enumerate(members):
+            if member.point == p:
+                results["models"][member.name] = _member_result(
+                    member, train_time, tests[k], eval_time)
+                _write_tensorboard(member, out)
+        results["wall_time_s"] = time.perf_counter() - start
+        files.write_json_atomic(os.path.join(out, "results.json"), results)
+        all_results.append(files.finite_or_none(results))
+    return all_results
