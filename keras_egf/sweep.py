@@ -166,7 +166,7 @@ def requeue_broken_trials(tuner):
     from keras_tuner.engine import trial as trial_module
 
     oracle = tuner.oracle
-    by_hash = {oracle._compute_values_hash(p): p for p in tuner.grid.points()}
+    by_hash = {oracle._compute_values_hash(g[0]): g[0] for g in tuner.groups}
     requeued = []
     for trial_id in sorted(set(oracle._id_to_hash) | set(oracle.trials)):
         trial = oracle.trials.get(trial_id)
@@ -183,8 +183,9 @@ def requeue_broken_trials(tuner):
             continue  # interrupted ones are re-queued by Keras Tuner itself
         else:
             values = {k: trial.hyperparameters.get(k) for k in tuner.grid.axes}
-            why = results_problem(tuner.get_trial_dir(trial_id),
-                                  tuner.grid.config(values))
+            problems = [results_problem(d, c) for _, c, d in tuner.trial_points(
+                values, tuner.get_trial_dir(trial_id))]
+            why = next((p for p in problems if p), None)
             if why is None:
                 continue
         trial.status = trial_module.TrialStatus.IDLE
@@ -199,6 +200,10 @@ def requeue_broken_trials(tuner):
     return requeued
 
 
+def _point_key(values):
+    return tuple(sorted((k, repr(v)) for k, v in values.items()))
+
+
 def _clear_trial_dir(trial_dir):
     """Clears what an interrupted earlier run of this trial left behind."""
     shutil.rmtree(os.path.join(trial_dir, "tensorboard"), ignore_errors=True)
@@ -208,17 +213,18 @@ def _clear_trial_dir(trial_dir):
             os.remove(path)
 
 
-def check_same_grid(project_dir, grid):
-    """Records the grid in a new sweep; refuses to resume with another one."""
+def check_same_grid(project_dir, grid, pack=1):
+    """Records the grid (and a pack size > 1) in a new sweep; refuses to
+    resume with another one."""
     path = os.path.join(project_dir, GRID_FILE)
-    spec = grid.to_dict()
+    spec = grid.to_dict() if pack == 1 else {**grid.to_dict(), "pack": pack}
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)
         if saved != spec:
             raise ValueError(
                 f"output_dir={project_dir!r} holds a sweep of a different grid "
-                f"(saved in {path}): resume with the same grid and --seeds, or "
+                f"(saved in {path}): resume with the same grid, --seeds and --pack, or "
                 "pass --overwrite, or choose a new --output_dir")
         return
     os.makedirs(project_dir, exist_ok=True)
@@ -243,46 +249,86 @@ class SCSDCTuner(keras_tuner.Tuner):
         max_trials: run at most this many grid points (default: all).
         progress: called with one line per finished trial.
         strategy: a tf.distribute strategy each trial runs under, or None.
+        pack: train up to this many compatible grid points as one trial
+            (`keras_egf.packing`; their shared settings: `pack_key`). A
+            trial's first point writes into the trial's folder, the others
+            into its point_<i>/ folders; max_trials then counts trials.
         **kwargs: `keras_tuner.Tuner` arguments (directory, project_name,
             overwrite, ...).
     """
 
     def __init__(self, grid, max_trials=None, progress=None, strategy=None,
-                 **kwargs):
+                 pack=1, **kwargs):
         self.grid = grid
         self.progress = progress or (lambda line: print(line, flush=True))
         self.strategy = strategy
-        total = grid.size() if max_trials is None else min(max_trials, grid.size())
+        self.pack = pack
+        if pack > 1:
+            from keras_egf import packing
+
+            if strategy is not None:
+                raise ValueError(f"pack={pack}: packed trials run on one device "
+                                 "(drop --mirrored)")
+            try:
+                for point in grid.points():
+                    packing.check_packable(grid.config(point))
+            except ValueError as e:
+                raise ValueError(f"pack={pack}: {e}") from None
+            self.groups = packing.group_points(grid.points(), grid.config, pack)
+        else:
+            self.groups = [[p] for p in grid.points()]
+        # The oracle hands out one point per group (its first): a trial
+        # trains the whole group.
+        self._group_of = {_point_key(g[0]): g for g in self.groups}
+        leaders = [g[0] for g in self.groups]
+        total = len(leaders) if max_trials is None else min(max_trials, len(leaders))
         self.total_trials = total
         oracle = GridPointOracle(
-            grid.points(),
+            leaders,
             objective=keras_tuner.Objective(grid.objective, "max"),
             max_trials=total, hyperparameters=_hyperparameters(grid))
         super().__init__(oracle=oracle, **kwargs)
         self._started = time.perf_counter()
         self._finished_here = 0
 
+    def trial_points(self, values, trial_dir):
+        """[(point values, config, output folder)] a trial trains: its own
+        point into `trial_dir`, the rest of its pack into
+        `trial_dir/point_<i>`."""
+        group = self._group_of.get(_point_key(values), [values])
+        return [(p, self.grid.config(p),
+                 trial_dir if i == 0 else os.path.join(trial_dir, f"point_{i}"))
+                for i, p in enumerate(group)]
+
     def run_trial(self, trial, *args, **kwargs):
         values = {k: trial.hyperparameters.get(k) for k in self.grid.axes}
-        config = self.grid.config(values)
         out = self.get_trial_dir(trial.trial_id)
-        results = _finished_results(out, config)
-        if results is None:
-            _clear_trial_dir(out)  # a re-queued interrupted trial starts over
+        points = self.trial_points(values, out)
+        finished = [_finished_results(d, c) for _, c, d in points]
+        if any(r is None for r in finished):
+            for _, _, d in points:  # a re-queued interrupted trial starts over
+                _clear_trial_dir(d)
             try:
-                results = experiment.run_comparison(
-                    config, out, verbose=0, plot=False, strategy=self.strategy)
+                if len(points) > 1:
+                    from keras_egf import packing
+
+                    finished = packing.run_packed([c for _, c, _ in points],
+                                                  [d for _, _, d in points])
+                else:
+                    finished = [experiment.run_comparison(
+                        points[0][1], out, verbose=0, plot=False,
+                        strategy=self.strategy)]
             except Exception as e:
                 # Keras Tuner records an Exception as a failed trial and goes
                 # on; a Ctrl-C that TensorFlow re-raised as one must stop.
                 if interrupts.requested():
                     raise KeyboardInterrupt from e
                 raise
-        metrics = trial_metrics(results)
-        hparams_dir = os.path.join(out, "tensorboard", "hparams")
-        if not os.path.isdir(hparams_dir):
-            _write_hparams(hparams_dir, values, metrics)
-        return metrics
+        for (point, _, d), results in zip(points, finished):
+            hparams_dir = os.path.join(d, "tensorboard", "hparams")
+            if not os.path.isdir(hparams_dir):
+                _write_hparams(hparams_dir, point, trial_metrics(results))
+        return trial_metrics(finished[0])
 
     def finished_trials(self):
         """Trial folders with a readable results.json (shared by all
@@ -317,10 +363,12 @@ class SCSDCTuner(keras_tuner.Tuner):
                 return "diverged"
             return f"{r['test_accuracy']:.4f}"
 
+        packed = len(self._group_of.get(_point_key(values), [values])) - 1
         self.progress(
             f"[{done}/{self.total_trials}] trial {trial.trial_id} {values} "
-            f"sparse acc {describe('sparse')} dense acc {describe('dense')} "
-            f"ETA {eta / 60:.1f} min")
+            f"sparse acc {describe('sparse')} dense acc {describe('dense')}"
+            + (f" (+{packed} packed point(s) in point_*/)" if packed else "")
+            + f" ETA {eta / 60:.1f} min")
 
     def save_model(self, trial_id, model, step=0):
         pass  # trials save results.json, not models

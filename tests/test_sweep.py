@@ -457,3 +457,47 @@ def test_gradient_flow_under_mirrored_strategy_matches_one_device(tmp_path):
     for name in report.MEASURES:
         assert r["fixed_a"][name] == pytest.approx(r["fixed_b"][name], rel=1e-5), name
     assert sweep.mirrored_strategy() is None  # this machine: fewer than 2 GPUs
+
+
+def test_packed_sweep_report_equals_the_unpacked_one(tmp_path):
+    """--pack: 8 points in 2 packs of 4 (per optimizer: 2 widths x 2
+    learning rates); every tau and p of the report equals the unpacked
+    sweep's to 3 significant digits; resume keeps the packs."""
+    axes = {"optimizer": ["sgd", "adam"], "dense_width": [8, 16],
+            "learning_rate": [0.05, 0.01]}
+    grid = tmp_path / "packable.json"
+    fixed = {k: v for k, v in TINY.items() if k != "dense_width"}
+    grid.write_text(json.dumps({"name": "packable", "fixed": {**fixed, "epochs": 3},
+                                "grid": axes}))
+    reports = {}
+    for label, flags in (("unpacked", ()), ("packed", ("--pack=4",))):
+        out = tmp_path / label
+        proc = subprocess.run(_sweep_cmd(grid, out, *flags), cwd=ROOT, env=_env(),
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        if label == "packed":
+            assert "2 trials (packs of up to 4 of the 8 points)" in proc.stdout
+            assert proc.stdout.count("(+3 packed point(s) in point_*/)") == 2
+            points = sorted(str(p.relative_to(out)) for p in out.glob("**/results.json"))
+            assert len(points) == 8 and sum("point_" in p for p in points) == 6
+            again = subprocess.run(_sweep_cmd(grid, out, "--pack=4"), cwd=ROOT,
+                                   env=_env(), capture_output=True, text=True, timeout=300)
+            assert again.returncode == 0 and "(2 already finished)" in again.stdout
+            other = subprocess.run(_sweep_cmd(grid, out, "--pack=2"), cwd=ROOT,
+                                   env=_env(), capture_output=True, text=True, timeout=300)
+            assert other.returncode == 2 and "--pack" in other.stderr
+        rep = tmp_path / f"{label}_report"
+        proc = subprocess.run([sys.executable, "-m", "trainers.report",
+                               f"--sweep_dir={out}", f"--output_dir={rep}"],
+                              cwd=ROOT, env=_env(), capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        with open(rep / "correlations.csv") as f:
+            reports[label] = list(csv.DictReader(f))
+    assert len(reports["packed"]) == len(reports["unpacked"]) == 16
+    for a, b in zip(reports["packed"], reports["unpacked"]):
+        assert {k: a[k] for k in ("measure", "target", "model")} == \
+            {k: b[k] for k in ("measure", "target", "model")}
+        assert a["n"] == b["n"] == "8"
+        for key in ("kendall_tau", "kendall_p", "spearman_rho", "spearman_p"):
+            assert float(f"{float(a[key]):.3g}") == float(f"{float(b[key]):.3g}"), (a, b)

@@ -34,6 +34,9 @@ flags.DEFINE_bool("overwrite", False, "Delete OUTPUT_DIR's sweep and start over 
                   "instead of resuming.")
 flags.DEFINE_integer("threads", 0, "TensorFlow threads of this process (0: all "
                      "cores). With N workers on one machine use cores / N.")
+flags.DEFINE_integer("pack", 1, "Train up to this many compatible grid points "
+                     "(same settings but seed, learning rate and widths) as one "
+                     "vectorised model per trial (1: one point a trial).")
 flags.DEFINE_bool("mirrored", False, "Run each trial under "
                   "tf.distribute.MirroredStrategy over all visible GPUs (needs "
                   ">= 2 GPUs; with fewer, trials run on one device and a "
@@ -95,12 +98,18 @@ def main(argv):
         else:
             print(f"--mirrored: {strategy.num_replicas_in_sync} replicas per trial.")
     output_dir = os.path.abspath(FLAGS.output_dir)
-    tuner = sweep.SCSDCTuner(grid, max_trials=FLAGS.max_trials, strategy=strategy,
-                             directory=os.path.dirname(output_dir),
-                             project_name=os.path.basename(output_dir),
-                             overwrite=FLAGS.overwrite)
     try:
-        sweep.check_same_grid(tuner.project_dir, grid)
+        if FLAGS.pack < 1:
+            raise ValueError(f"--pack={FLAGS.pack}: must be an integer >= 1")
+        tuner = sweep.SCSDCTuner(grid, max_trials=FLAGS.max_trials, strategy=strategy,
+                                 pack=FLAGS.pack,
+                                 directory=os.path.dirname(output_dir),
+                                 project_name=os.path.basename(output_dir),
+                                 overwrite=FLAGS.overwrite)
+    except ValueError as e:
+        return _fail(e)
+    try:
+        sweep.check_same_grid(tuner.project_dir, grid, FLAGS.pack)
     except ValueError as e:
         return _fail(e)
     role = os.environ.get("KERASTUNER_TUNER_ID")
@@ -120,7 +129,9 @@ def main(argv):
     if role in (None, "chief") and not os.path.isdir(hparams_dir):
         sweep.write_hparams_config(hparams_dir, grid)  # the HParams dashboard
     done = len(tuner.finished_trials())
-    print(f"Sweep {grid.name!r}: {tuner.total_trials} trials into {FLAGS.output_dir}"
+    packs = (f" (packs of up to {FLAGS.pack} of the {grid.size()} points)"
+             if FLAGS.pack > 1 else "")
+    print(f"Sweep {grid.name!r}: {tuner.total_trials} trials{packs} into {FLAGS.output_dir}"
           + (f" ({done} already finished)" if done else "")
           + (f" as {role}" if role else ""), flush=True)
     try:
