@@ -132,6 +132,15 @@ def _augmenter(spec, seed):
     return keras.Sequential(layers)
 
 
+@functools.lru_cache(maxsize=None)
+def _mnist5k_slices():
+    """The bundled subset as source datasets, made once per process (each
+    pipeline built on them shuffles with its own seed)."""
+    x_tr, y_tr, x_te, y_te = mnist5k_arrays()
+    return (tf.data.Dataset.from_tensor_slices((x_tr, y_tr)),
+            tf.data.Dataset.from_tensor_slices((x_te, y_te)), len(y_tr), len(y_te))
+
+
 def check_available(name, data_dir=None):
     """Raises DatasetNotPreparedError (or ValueError for an unknown name)
     unless `name` can be loaded here; cheap (nothing is read)."""
@@ -155,10 +164,7 @@ def make_datasets(name, batch_size=128, flatten=True, seed=0, data_dir=None,
         raise ValueError(f"batch_size must be a positive integer. "
                          f"Received: batch_size={batch_size!r}")
     if name == "mnist5k":
-        x_tr, y_tr, x_te, y_te = mnist5k_arrays()
-        train = tf.data.Dataset.from_tensor_slices((x_tr, y_tr))
-        test = tf.data.Dataset.from_tensor_slices((x_te, y_te))
-        num_train, num_test = len(y_tr), len(y_te)
+        train, test, num_train, num_test = _mnist5k_slices()
     else:
         train, test, num_train, num_test = _tfds_splits(name, data_dir)
     if take_train is not None:

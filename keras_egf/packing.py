@@ -245,15 +245,34 @@ class PackedTrainer:
         self.optimizer = experiment.make_optimizer(first.optimizer, 1.0,
                                                    first.weight_decay)
         self.optimizer.build(self.packed.trainable_variables)
-        self.rates = tf.Variable([m.config.learning_rate for m in members],
-                                 dtype=tf.float32, trainable=False)
+        k = len(members)
+        self.rates = tf.constant([m.config.learning_rate for m in members], tf.float32)
+        # Epoch statistics and divergence, kept on the device (no host sync
+        # per step): per member, reset at every epoch start.
+        self.alive = tf.Variable(tf.ones(k, tf.bool), trainable=False)
+        self.loss_sum = tf.Variable(tf.zeros(k), trainable=False)
+        self.correct = tf.Variable(tf.zeros(k), trainable=False)
+        self.seen = tf.Variable(tf.zeros(k), trainable=False)
+        self.gf_sum = tf.Variable(tf.zeros((4, k)), trainable=False)
+        self.measured = tf.Variable(0.0, trainable=False)
+        self.diverged_loss = tf.Variable(tf.zeros(k), trainable=False)
         jit = first.jit_compile
-        self._steps = {measure: tf.function(
-            lambda x, y, measure=measure: self._train_step(x, y, measure),
-            jit_compile=jit, reduce_retracing=True) for measure in (False, True)}
-        self._evaluate = tf.function(self._evaluate_step, reduce_retracing=True)
-        self._objective_grads = tf.function(self._objective_gradients,
-                                            reduce_retracing=True)
+        # One trace each, whatever the batch size (the last batch of an
+        # epoch is smaller); no autograph (no tensor-dependent Python).
+        signature = [tf.TensorSpec((None, k) + tuple(ds.input_shape), tf.float32),
+                     tf.TensorSpec((None, k), tf.int64)]
+
+        def compiled(fn, **kwargs):
+            return tf.function(fn, input_signature=signature, autograph=False, **kwargs)
+
+        # One step for measured and unmeasured steps alike (`measure` a
+        # tensor): for the small MLPs packing is for, the four reductions
+        # cost less than tracing a second step.
+        self._step = tf.function(
+            self._train_step, autograph=False, jit_compile=jit,
+            input_signature=signature + [tf.TensorSpec((), tf.bool)])
+        self._evaluate = compiled(self._evaluate_step)
+        self._objective_grads = compiled(self._objective_gradients)
 
     # --- the packed objective and step ------------------------------------
     def _member_losses(self, x, y, training):
@@ -293,13 +312,32 @@ class PackedTrainer:
                  for g, v in zip(grads, weights)]
         before = [tf.identity(v) for v in weights]
         self.optimizer.apply(grads, weights)
-        rate = self.rates[:, None]
+        # Each member's step at its own rate; a frozen (diverged) member's
+        # weights stay as they were.
+        rate = tf.where(self.alive, self.rates, 0.0)[:, None]
         for v, b in zip(weights, before):  # every variable is K members' slices
-            vk, bk = tf.reshape(v, (len(self.members), -1)), tf.reshape(b, (len(self.members), -1))
+            vk = tf.reshape(v, (len(self.members), -1))
+            bk = tf.reshape(b, (len(self.members), -1))
             v.assign(tf.reshape(tf.where(rate > 0, bk + rate * (vk - bk), bk), v.shape))
-        values = self._measures(kernel_grads)[0] if measure else tf.zeros(
-            (4, len(self.members)))
-        return losses, correct, values
+        # The epoch's running statistics of the members still training, and
+        # divergence as keras_egf.callbacks.DivergenceMonitor sees it: the
+        # running mean loss after this step NaN, Inf or above MAX_LOSS.
+        alive = self.alive
+        n = tf.cast(tf.shape(x)[0], tf.float32)
+        self.loss_sum.assign(tf.where(alive, self.loss_sum + losses * n, self.loss_sum))
+        self.correct.assign(tf.where(alive, self.correct + correct, self.correct))
+        self.seen.assign(tf.where(alive, self.seen + n, self.seen))
+        values = self._measures(kernel_grads)[0]
+        count = alive[None] & measure
+        self.gf_sum.assign(tf.where(count, self.gf_sum + values, self.gf_sum))
+        self.measured.assign_add(tf.cast(measure, tf.float32))
+        running = self.loss_sum / self.seen
+        # (not ~(running <= MAX_LOSS): grappler rewrites that to
+        # running > MAX_LOSS, which is False for NaN)
+        bad = alive & (tf.math.is_nan(running) | (running > MAX_LOSS))
+        self.diverged_loss.assign(tf.where(bad, running, self.diverged_loss))
+        self.alive.assign(alive & ~bad)
+        return losses
 
     def _evaluate_step(self, x, y):
         return self._member_losses(x, y, training=False)
@@ -373,59 +411,51 @@ class PackedTrainer:
     def train(self, verbose=0):
         """Trains every member; returns the wall time in seconds."""
         config = self.config
-        k = len(self.members)
         train = self._stacked([m.datasets.train for m in self.members])
         every, eval_epochs = config.gradient_flow_every, set(
             evaluation_epochs(config.epochs, config.egf_points))
-        alive = np.ones(k, bool)  # members still training
         start = time.perf_counter()
         for epoch in range(config.epochs):
-            if not alive.any():
+            in_epoch = self.alive.numpy()
+            if not in_epoch.any():
                 break
-            loss_sum, correct, seen = np.zeros(k), np.zeros(k), 0
-            gf_sum, measured = np.zeros((4, k)), 0
-            in_epoch = alive.copy()
+            for v in (self.loss_sum, self.correct, self.seen, self.gf_sum, self.measured):
+                v.assign(tf.zeros_like(v))
             for step, (x, y) in enumerate(train):
-                losses, hits, values = self._steps[step % every == 0](x, y)
-                n = int(x.shape[0])
-                losses = losses.numpy()
-                loss_sum += np.where(alive, losses * n, 0.0)
-                correct += np.where(alive, hits.numpy(), 0.0)
-                seen += n
-                if step % every == 0:
-                    gf_sum += np.where(alive, values.numpy(), 0.0)
-                    measured += 1
-                running = loss_sum / seen
-                for i in np.flatnonzero(alive):
-                    reason = None
-                    if not math.isfinite(running[i]):
-                        reason = f"loss {running[i]}"
-                    elif running[i] > MAX_LOSS:
-                        reason = f"loss {running[i]:.3g} > max_loss {MAX_LOSS:g}"
-                    if reason:
-                        member = self.members[i]
-                        member.diverged, member.reason = True, reason
-                        member.diverged_epoch = epoch
-                        alive[i] = False
-                        self.rates[i].assign(0.0)
-            for i in np.flatnonzero(in_epoch):
-                h = self.members[i].history
-                # float32, as Keras's metrics report them
-                h.setdefault("accuracy", []).append(_f32(correct[i] / seen))
-                for j, m in enumerate(GRADIENT_FLOW_METRICS):
-                    h.setdefault(m, []).append(_f32(gf_sum[j, i] / max(measured, 1)))
-                h.setdefault("loss", []).append(_f32(loss_sum[i] / seen))
+                self._step(x, y, tf.constant(step % every == 0))
             # Keras's fit makes a second iterator of its dataset at the end
             # of every epoch (and a new one at the next epoch's start), so a
             # reshuffling pipeline's epoch e is its iteration 2e + 1: the
             # same here, for the same data order as an unpacked run.
             iter(train)
+            self._end_epoch(epoch, in_epoch)
             if epoch in eval_epochs:
                 self._fixed_batch_points(epoch, in_epoch)
             if verbose:
-                print(f"epoch {epoch + 1}/{config.epochs}: {int(alive.sum())}/{k} "
+                print(f"epoch {epoch + 1}/{config.epochs}: "
+                      f"{int(self.alive.numpy().sum())}/{len(self.members)} "
                       "members training", flush=True)
         return time.perf_counter() - start
+
+    def _end_epoch(self, epoch, in_epoch):
+        """History of the epoch for the members that trained in it (float32,
+        as Keras's metrics report them); records new divergences."""
+        seen = self.seen.numpy()
+        loss, correct = self.loss_sum.numpy(), self.correct.numpy()
+        gf, measured = self.gf_sum.numpy(), max(float(self.measured.numpy()), 1.0)
+        alive, diverged_loss = self.alive.numpy(), self.diverged_loss.numpy()
+        for i in np.flatnonzero(in_epoch):
+            member = self.members[i]
+            h = member.history
+            h.setdefault("accuracy", []).append(_f32(correct[i] / seen[i]))
+            for j, m in enumerate(GRADIENT_FLOW_METRICS):
+                h.setdefault(m, []).append(_f32(gf[j, i] / measured))
+            h.setdefault("loss", []).append(_f32(loss[i] / seen[i]))
+            if not alive[i]:
+                value = float(diverged_loss[i])
+                member.diverged, member.diverged_epoch = True, epoch
+                member.reason = (f"loss {value}" if not math.isfinite(value)
+                                 else f"loss {value:.3g} > max_loss {MAX_LOSS:g}")
 
     def evaluate(self):
         """[(test loss, test accuracy)] per member."""

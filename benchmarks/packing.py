@@ -1,0 +1,95 @@
+"""Packed sweeps: smoke-grid trials per hour, `--pack=K` vs unpacked.
+
+Runs `keras-egf-sweep --grid=configs/grids/smoke.json` twice in this
+machine's one process each (unpacked, then `--pack=K`), times both, runs
+`keras-egf-report` on both and compares every Kendall/Spearman value of the
+two reports to 3 significant digits. Writes benchmarks/RESULTS_PACKING.md.
+
+    python -m benchmarks.packing [--pack 16] [--grid configs/grids/smoke.json] [--no-write]
+"""
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks.common import print_and_write
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS_PACKING.md")
+TARGET = 4.0
+VALUES = ("kendall_tau", "kendall_p", "spearman_rho", "spearman_p")
+
+
+def _run(args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - start, proc.stdout
+
+
+def measure(grid, pack, work):
+    seconds, tables, points = {}, {}, {}
+    for label, flags in (("unpacked", []), (f"pack={pack}", [f"--pack={pack}"])):
+        out = os.path.join(work, label)
+        seconds[label], _ = _run(["trainers.sweep", f"--grid={grid}",
+                                  f"--output_dir={out}", *flags])
+        points[label] = sum("results.json" in f for _, _, f in os.walk(out))
+        report_dir = os.path.join(work, f"{label}_report")
+        _run(["trainers.report", f"--sweep_dir={out}", f"--output_dir={report_dir}"])
+        with open(os.path.join(report_dir, "correlations.csv")) as f:
+            tables[label] = list(csv.DictReader(f))
+        print(f"{label}: {points[label]} points in {seconds[label]:.1f} s", flush=True)
+    return seconds, tables, points
+
+
+def report(grid, pack, seconds, tables, points):
+    labels = list(seconds)
+    rate = {k: points[k] / seconds[k] * 3600 for k in labels}
+    ratio = rate[labels[1]] / rate[labels[0]]
+    same, total, worst = 0, 0, ""
+    for a, b in zip(tables[labels[1]], tables[labels[0]]):
+        for key in VALUES:
+            total += 1
+            x, y = float(a[key]), float(b[key])
+            if float(f"{x:.3g}") == float(f"{y:.3g}"):
+                same += 1
+            elif not worst:
+                worst = f"{a['measure']} / {a['target']} / {a['model']} {key}: {x:.4g} vs {y:.4g}"
+    lines = ["# Packed sweeps", "",
+             f"Grid {os.path.relpath(grid, ROOT)}, one process each, on this machine "
+             f"({os.cpu_count()} cores).", "",
+             "| sweep | points | wall s | trials per hour |", "|---|---|---|---|"]
+    for k in labels:
+        lines.append(f"| {k} | {points[k]} | {seconds[k]:.1f} | {rate[k]:.0f} |")
+    lines += ["", "| ratio | value | target | met |", "|---|---|---|---|",
+              f"| trials per hour, {labels[1]} / unpacked | {ratio:.2f} | >= {TARGET} | "
+              f"{'yes' if ratio >= TARGET else 'no'} |", "",
+              f"Report agreement: {same} of {total} Kendall/Spearman values (tau, rho "
+              "and their p) equal to 3 significant digits" +
+              (f"; first difference: {worst}." if worst else ".")]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pack", type=int, default=16)
+    parser.add_argument("--grid", default=os.path.join(ROOT, "configs/grids/smoke.json"))
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    if args.pack < 2:
+        parser.error(f"--pack must be >= 2. Received: --pack={args.pack}")
+    with tempfile.TemporaryDirectory() as work:
+        seconds, tables, points = measure(args.grid, args.pack, work)
+    print_and_write(report(args.grid, args.pack, seconds, tables, points), RESULTS,
+                    not args.no_write)
+
+
+if __name__ == "__main__":
+    main()
