@@ -43,6 +43,8 @@ from keras_egf.statistics import (  # noqa: F401  (the report's API)
     diverged_treatment_text,
     measure_values,
     paper_reference_markdown,
+    per_setting_correlations,
+    setting_means,
     wilcoxon_cells,
 )
 from keras_egf.statistics import _ordered
@@ -226,6 +228,51 @@ def _left_out_text(sweep):
     return text
 
 
+def _by_setting_sections(sweep, output_dir, files):
+    """Mean accuracies per regulariser / activation / optimizer and the
+    per-optimizer τ of gradient flow with test loss (by_setting.csv,
+    sensitivity.csv)."""
+    sections = ["## Sparse and dense test accuracy by setting", "",
+                "Matched pairs (both models finished); difference = sparse − "
+                "dense, per pair; wins = pairs where sparse is better.", ""]
+    means = []
+    for axis in ("regularizer", "activation", "optimizer"):
+        rows = setting_means(sweep, axis)
+        means += rows
+        if len({t.axis(axis) for t in sweep.trials}) < 2:
+            continue
+        sections += [f"| {axis} | pairs | sparse acc | dense acc | mean diff | "
+                     "median diff | sparse wins |", "|---|---|---|---|---|---|---|"]
+        sections += [f"| {r['value']} | {r['pairs']} | {r['sparse_accuracy']:.4f} | "
+                     f"{r['dense_accuracy']:.4f} | {r['mean_difference']:+.4f} | "
+                     f"{r['median_difference']:+.4f} | {r['sparse_wins']} |" for r in rows]
+        sections.append("")
+    _write_csv(os.path.join(output_dir, "by_setting.csv"), means,
+               ["axis", "value", "pairs", "sparse_accuracy", "dense_accuracy",
+                "mean_difference", "median_difference", "sparse_wins"])
+    files.append("by_setting.csv")
+    corr = per_setting_correlations(sweep, "optimizer", "test_loss")
+    _write_csv(os.path.join(output_dir, "sensitivity.csv"), corr,
+               ["axis", "value", "model", "measure", "target", "kendall_tau",
+                "kendall_p", "n"])
+    files.append("sensitivity.csv")
+    sections += ["## Sensitivity to gradient flow, per optimizer", "",
+                 "Kendall's τ between each averaged measure and test loss within "
+                 "one optimizer's trials (positive: more gradient flow, worse "
+                 "loss); τ (p, n).", "",
+                 "| optimizer | model | " + " | ".join(
+                     MEASURE_LABELS[m] for m in MEASURES) + " |",
+                 "|---|---|" + "---|" * len(MEASURES)]
+    for value in _ordered({r["value"] for r in corr}, OPTIMIZERS):
+        for model in MODELS:
+            cells = {r["measure"]: r for r in corr
+                     if r["value"] == value and r["model"] == model}
+            sections.append(f"| {value} | {model} | " + " | ".join(
+                f"{cells[m]['kendall_tau']:+.3f} ({cells[m]['kendall_p']:.3g}, "
+                f"{cells[m]['n']})" for m in MEASURES) + " |")
+    return sections + [""]
+
+
 def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
                  width_measure="egf_2", diverged="loss", strict=False):
     """Writes the report files into `output_dir`; returns the markdown text.
@@ -299,6 +346,7 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
                ["cells", "optimizer", "column", "n", "n_effective", "n_diverged",
                 "p_value", "statistic", "median_difference", "status"])
     files.append("wilcoxon.csv")
+    sections += _by_setting_sections(sweep, output_dir, files)
     sections += [f"## Average {MEASURE_LABELS[width_measure]} and test accuracy "
                  "against dense width", ""]
     optimizers = _ordered({t.config.get("optimizer") for t in sweep.trials},

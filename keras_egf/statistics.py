@@ -190,3 +190,52 @@ def cell_label(cell, min_pairs):
     if cell["status"] == "ties":
         return "ties"
     return f"{cell['p_value']:.3f}"
+
+
+def setting_means(sweep, axis):
+    """Per value of `axis` (regularizer, activation, optimizer, ...): the
+    matched pairs (both models finished), mean sparse and dense test
+    accuracy, and the mean and median of sparse - dense. Rows in the axis's
+    usual order."""
+    groups = {}
+    for t in sweep.trials:
+        if t.finished("sparse") and t.finished("dense"):
+            groups.setdefault(t.axis(axis), []).append(
+                (t.models["sparse"]["test_accuracy"], t.models["dense"]["test_accuracy"]))
+    rows = []
+    for value in _ordered(set(groups), CELL_AXES.get(axis, ())):
+        pairs = np.array(groups[value])
+        diff = pairs[:, 0] - pairs[:, 1]
+        rows.append({"axis": axis, "value": value, "pairs": len(pairs),
+                     "sparse_accuracy": float(pairs[:, 0].mean()),
+                     "dense_accuracy": float(pairs[:, 1].mean()),
+                     "mean_difference": float(diff.mean()),
+                     "median_difference": float(np.median(diff)),
+                     "sparse_wins": int((diff > 0).sum())})
+    return rows
+
+
+def per_setting_correlations(sweep, axis="optimizer", target="test_loss"):
+    """Kendall's τ between each averaged measure and `target` within each
+    value of `axis`, per model: rows axis value, model, measure, tau, p, n.
+    (How sensitive each optimizer's results are to its gradient flow.)"""
+    from scipy import stats
+
+    rows = []
+    values = _ordered({t.axis(axis) for t in sweep.trials}, CELL_AXES.get(axis, ()))
+    for value in values:
+        for model in MODELS:
+            trials = [t for t in sweep.trials if t.axis(axis) == value
+                      and t.finished(model)]
+            for measure in MEASURES:
+                pairs = [(t.measure(model, measure), t.models[model][target])
+                         for t in trials if t.measure(model, measure) is not None]
+                tau = p = float("nan")
+                x, y = (np.array(v) for v in zip(*pairs)) if pairs else ([], [])
+                if len(pairs) >= 2 and np.ptp(x) > 0 and np.ptp(y) > 0:
+                    k = stats.kendalltau(x, y)
+                    tau, p = float(k.statistic), float(k.pvalue)
+                rows.append({"axis": axis, "value": value, "model": model,
+                             "measure": measure, "target": target,
+                             "kendall_tau": tau, "kendall_p": p, "n": len(pairs)})
+    return rows

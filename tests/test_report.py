@@ -236,3 +236,34 @@ def test_report_groups_by_pruning_method_when_a_sweep_varies_it(tmp_path):
     result = report.write_report(path, str(tmp_path / "r"), min_pairs=3)
     assert "### optimizer × pruning" in result["markdown"]
     assert (tmp_path / "r" / "wilcoxon_optimizer_x_pruning.png").exists()
+
+
+def test_by_setting_means_and_per_optimizer_sensitivity(tmp_path):
+    path, trials = _fixture(tmp_path)
+    sweep = report.load_sweep(path)
+    rows = {r["value"]: r for r in report.setting_means(sweep, "regularizer")}
+    assert list(rows) == ["NR", "BN"]
+    for label, regs in (("NR", []), ("BN", ["bn"])):
+        pairs = [(m["sparse"]["test_accuracy"], m["dense"]["test_accuracy"])
+                 for c, m in trials[:12] if c["regularizers"] == regs]
+        diff = [s - d for s, d in pairs]
+        assert rows[label]["pairs"] == len(pairs) == 6  # the diverged pair left out
+        assert rows[label]["mean_difference"] == pytest.approx(np.mean(diff))
+        assert rows[label]["median_difference"] == pytest.approx(np.median(diff))
+        assert rows[label]["sparse_wins"] == sum(d > 0 for d in diff)
+        assert rows[label]["sparse_accuracy"] == pytest.approx(np.mean([s for s, _ in pairs]))
+    corr = report.per_setting_correlations(sweep, "optimizer", "test_loss")
+    row = next(r for r in corr if r["value"] == "adam" and r["model"] == "dense"
+               and r["measure"] == "egf_2")
+    adam = [m["dense"] for c, m in trials[:12] if c["optimizer"] == "adam"]
+    expected = stats.kendalltau([m["average"]["egf_2"] for m in adam],
+                                [m["test_loss"] for m in adam])
+    assert row["n"] == 6
+    assert row["kendall_tau"] == pytest.approx(expected.statistic)
+    assert row["kendall_p"] == pytest.approx(expected.pvalue)
+    out = tmp_path / "report"
+    text = report.write_report(path, str(out))["markdown"]
+    assert "## Sensitivity to gradient flow, per optimizer" in text
+    assert "| regularizer | pairs |" in text
+    with open(out / "by_setting.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2 + 2 + 2
