@@ -121,65 +121,61 @@ def same_capacity_pair(input_shape, hidden_widths, num_classes,
     return CapacityPair(dense, sparse, plan)
 
 
-def _is_chain(model):
-    return not any(
-        isinstance(l, keras.layers.Layer) and len(l._inbound_nodes) and
-        len(l._inbound_nodes[0].input_tensors) > 1
-        for l in model.layers
-    )
-
-
 def dense_equivalent(model):
     """Clones a masked model into its dense twin of equal per-layer capacity.
 
     Each masked Dense (Conv2D) layer becomes a plain Dense (Conv2D) with
-    round(active / fan_in) units (filters), fan_in taken in the dense twin;
-    the last prunable layer keeps its units (the classes). Other layers are
-    re-created from their configs. Returns DenseEquivalent(model, report,
-    exact): `report` lists, per layer, the sparse active count and the dense
-    weight count, with `exact` False where they differ (logged as warnings).
-    Supports models whose layers form a chain (no skip connections).
+    round(active / fan_in) units (filters), fan_in taken in the dense twin
+    (its input's channels there, times the kernel's window); the last
+    prunable layer keeps its units (the classes). Other layers are re-created
+    from their configs, branches and merges (skip connections, residual
+    blocks) included. Returns DenseEquivalent(model, report, exact):
+    `report` lists, per layer, the sparse active count and the dense weight
+    count, with `exact` False where they differ (logged as warnings). Where
+    the rounded widths cannot meet at a merge, a ValueError names it.
     """
-    if not _is_chain(model):
-        raise ValueError(
-            f"dense_equivalent supports chain models only; model "
-            f"{model.name!r} merges branches. Build skip-connection pairs "
-            "with same_capacity_pair."
-        )
     prunable = layers_lib.prunable_layers(model)
     if not prunable:
         raise ValueError(f"Model {model.name!r} has no Dense/Conv2D layers.")
     counts = active_weights(model)
-    last = prunable[-1]
-    inputs = keras.Input(shape=tuple(model.inputs[0].shape[1:]), name="inputs")
-    x = inputs
+    names = {l.name for l in prunable}
+    last = prunable[-1].name
     report = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if layer in prunable:
-            config = layers_lib.plain_config(layer)
-            fan_in = int(x.shape[-1])
-            if isinstance(layer, keras.layers.Conv2D):
-                fan_in *= int(np.prod(layer.kernel_size))
-                key, cls = "filters", keras.layers.Conv2D
-            else:
-                key, cls = "units", keras.layers.Dense
-            active = counts[layer.name]
-            if layer is not last:
-                config[key] = max(1, int(round(active / fan_in)))
-            new = cls.from_config(config)
-            dense_weights = fan_in * config[key]
-            report.append(LayerMismatch(layer.name, active, dense_weights,
-                                        active == dense_weights))
-        else:
+
+    def call(layer, *args, **kwargs):
+        if layer.name not in names:
             new = layer.__class__.from_config(layer.get_config())
-        x = new(x)
+            try:
+                return new(*args, **kwargs)
+            except ValueError as e:
+                raise ValueError(
+                    f"dense_equivalent: the dense widths meet unequal at "
+                    f"layer {layer.name!r} ({e})") from None
+        x = args[0]
+        config = layers_lib.plain_config(layer)
+        fan_in = int(x.shape[-1])
+        if isinstance(layer, keras.layers.Conv2D):
+            fan_in *= int(np.prod(layer.kernel_size))
+            key, cls = "filters", keras.layers.Conv2D
+        else:
+            key, cls = "units", keras.layers.Dense
+        active = counts[layer.name]
+        if layer.name != last:
+            config[key] = max(1, int(round(active / fan_in)))
+        dense_weights = fan_in * config[key]
+        report.append(LayerMismatch(layer.name, active, dense_weights,
+                                    active == dense_weights))
+        return cls.from_config(config)(x, **kwargs)
+
+    functional = keras.Model(model.inputs, model.outputs)  # Sequential too
+    clone = keras.models.clone_model(functional, clone_function=lambda l: l,
+                                     call_function=call)
     exact = all(r.exact for r in report)
     for r in report:
         if not r.exact:
             logging.warning(
                 "dense_equivalent: layer %r has %d active sparse weights but "
                 "its dense twin has %d.", r.name, r.sparse_active, r.dense_weights)
-    dense = MaskedModel(inputs=inputs, outputs=x, name=f"{model.name}_dense")
+    dense = MaskedModel(inputs=clone.inputs, outputs=clone.outputs,
+                        name=f"{model.name}_dense")
     return DenseEquivalent(dense, report, exact)

@@ -148,14 +148,18 @@ def test_sparse_init_std_follows_dense_conv_fan_in():
         assert abs(dense.std() / np.sqrt(2.0 / fan_in) - 1) < 0.05, name
 
 
-def test_dense_equivalent_of_a_sparse_cnn_is_exact():
-    pair = ke.same_capacity_pair((12, 12, 1), [4, 8, 8, 16, 16], 3, 2.0,
-                                 arch="cnn", seed=1)
+@pytest.mark.parametrize("arch, widths, kwargs", [
+    ("cnn", [4, 8, 8, 16, 16], {}),
+    ("wrn", [16, 16, 32, 64], {"wrn_depth": 10}),  # residual adds, 1x1 shortcuts
+])
+def test_dense_equivalent_of_a_sparse_convnet_is_exact(arch, widths, kwargs):
+    pair = ke.same_capacity_pair((12, 12, 3), widths, 3, 2.0, arch=arch, seed=1,
+                                 **kwargs)
     twin = ke.dense_equivalent(pair.sparse)
     assert twin.exact
     assert ke.active_weights(twin.model) == ke.active_weights(pair.dense)
-    assert [l.kernel.shape for l in ke.prunable_layers(twin.model)] == [
-        l.kernel.shape for l in ke.prunable_layers(pair.dense)]
+    shapes = lambda m: {l.name: tuple(l.kernel.shape) for l in ke.prunable_layers(m)}
+    assert shapes(twin.model) == shapes(pair.dense)
 
 
 def test_masked_convnet_measures_equal_plain_conv2d_twin():

@@ -81,9 +81,18 @@ def test_dense_equivalent_reports_mismatch():
     assert twin.report[-1].dense_weights == twin.model.layers[-1].kernel.shape[0] * 4
 
 
-def test_dense_equivalent_refuses_branches():
+def test_dense_equivalent_follows_branches_and_names_a_bad_merge():
+    pair = ke.same_capacity_pair((30,), [20, 20, 20], 4, 2, seed=0,
+                                 skip_connections=True)
+    twin = ke.dense_equivalent(pair.sparse)
+    assert twin.exact
+    assert ke.active_weights(twin.model) == ke.active_weights(pair.dense)
+    assert {"skip_1", "skip_2"} <= {l.name for l in twin.model.layers}
+    # ERK gives the hidden layers different densities: their dense widths
+    # no longer meet at the skip connection.
     model = ke.build_mlp((30,), [20, 20], 4, skip_connections=True)
-    with pytest.raises(ValueError, match="chain"):
+    ke.prune(model, 0.9, distribution="erk", seed=0)
+    with pytest.raises(ValueError, match="unequal at layer 'skip_1'"):
         ke.dense_equivalent(model)
 
 
