@@ -138,7 +138,7 @@ class DynamicSparsity(keras.callbacks.Callback):
             new, grown, remained = drop_and_grow(old, kernel, scores, fraction)
             kernel[~remained] = 0.0  # dropped and grown weights start at 0
             layer.kernel.assign(kernel)
-            layer.set_mask(new.astype(np.float32))
+            layer.mask.assign(new.astype(layer.mask.dtype))  # 0/1 by construction
             if optimizer.built:
                 for slot in optimizer_slots(optimizer, layer.kernel):
                     slot.assign(slot.numpy() * remained.astype(slot.dtype))

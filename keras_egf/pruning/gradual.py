@@ -55,16 +55,22 @@ def update_masks(model, sparsity, score=None, exclude=(), layers=None):
     {layer: new mask}."""
     layers = [l for l in (masks_lib.masked_layers(model) if layers is None
                           else layers) if l.name not in exclude]
-    scores = score(model) if score is not None else {
-        l.name: np.abs(l.kernel.numpy() * l.mask.numpy()) for l in layers}
     current = {l.name: l.mask.numpy() for l in layers}
-    ranked = masks_lib.among_kept({l.name: scores[l.name] for l in layers}, current)
+    counts = {l.name: min(int(current[l.name].sum()),
+                          masks_lib.kept_count(current[l.name].size, sparsity))
+              for l in layers}
+    # Layers already at the target keep their masks (a ConstantSparsity
+    # schedule after its first update): no scoring, no writes.
+    due = [l for l in layers if counts[l.name] < int(current[l.name].sum())]
+    new = {l.name: current[l.name].astype(np.float32) for l in layers}
+    if not due:
+        return new
+    scores = score(model) if score is not None else {
+        l.name: np.abs(l.kernel.numpy() * current[l.name]) for l in due}
+    ranked = masks_lib.among_kept({l.name: scores[l.name] for l in due}, current)
     optimizer = getattr(model, "optimizer", None)
-    new = {}
-    for layer in layers:
-        kept = current[layer.name]
-        count = min(int(kept.sum()), masks_lib.kept_count(kept.size, sparsity))
-        mask = masks_lib.top_k_mask(ranked[layer.name], count)
+    for layer in due:
+        mask = masks_lib.top_k_mask(ranked[layer.name], counts[layer.name])
         layer.set_mask(mask)  # zeroes the newly pruned kernel entries
         if optimizer is not None and optimizer.built:
             for slot in optimizer_slots(optimizer, layer.kernel):
