@@ -81,14 +81,28 @@ def check_packable(config):
         bad("sparse_training", "packing keeps masks fixed")
 
 
+def is_packable(config):
+    """True when `check_packable` accepts `config`."""
+    try:
+        check_packable(config)
+    except ValueError:
+        return False
+    return True
+
+
 def group_points(points, config_of, size):
     """Grid points in packs of at most `size` sharing a `pack_key`, in grid
-    order (a pack is ordered by its first point)."""
+    order (a pack is ordered by its first point); a point packing does not
+    support (`check_packable`) is a pack of its own."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"pack size must be an integer >= 1. Received: pack={size!r}")
     open_groups, groups = {}, []
     for point in points:
-        key = pack_key(config_of(point))
+        config = config_of(point)
+        if not is_packable(config):
+            groups.append([point])
+            continue
+        key = pack_key(config)
         group = open_groups.get(key)
         if group is None or len(group) == size:
             group = open_groups[key] = []

@@ -250,9 +250,10 @@ class SCSDCTuner(keras_tuner.Tuner):
         progress: called with one line per finished trial.
         strategy: a tf.distribute strategy each trial runs under, or None.
         pack: train up to this many compatible grid points as one trial
-            (`keras_egf.packing`; their shared settings: `pack_key`). A
-            trial's first point writes into the trial's folder, the others
-            into its point_<i>/ folders; max_trials then counts trials.
+            (`keras_egf.packing`; their shared settings: `pack_key`; a point
+            packing does not support runs alone). A trial's first point
+            writes into the trial's folder, the others into its point_<i>/
+            folders; max_trials then counts trials.
         **kwargs: `keras_tuner.Tuner` arguments (directory, project_name,
             overwrite, ...).
     """
@@ -269,11 +270,6 @@ class SCSDCTuner(keras_tuner.Tuner):
             if strategy is not None:
                 raise ValueError(f"pack={pack}: packed trials run on one device "
                                  "(drop --mirrored)")
-            try:
-                for point in grid.points():
-                    packing.check_packable(grid.config(point))
-            except ValueError as e:
-                raise ValueError(f"pack={pack}: {e}") from None
             self.groups = packing.group_points(grid.points(), grid.config, pack)
         else:
             self.groups = [[p] for p in grid.points()]

@@ -119,8 +119,10 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on(tmp_path):
 def test_grouping_and_unsupported_settings():
     configs = {i: _config(seed=i % 2, dense_width=8 + i, optimizer=("adam" if i < 4 else "sgd"))
                for i in range(6)}
+    configs[6] = _config(activation="srelu")  # not packable: a pack of its own
+    configs[7] = _config(optimizer="sgd", dense_width=20)
     groups = packing.group_points(list(configs), configs.get, 3)
-    assert groups == [[0, 1, 2], [3], [4, 5]]
+    assert groups == [[0, 1, 2], [3], [4, 5, 7], [6]]
     with pytest.raises(ValueError, match="activation='srelu'"):
         packing.check_packable(_config(activation="srelu"))
     with pytest.raises(ValueError, match="differ only in"):
