@@ -187,3 +187,31 @@ def test_drop_and_grow_and_bad_arguments():
         pruning.DynamicSparsity(drop_fraction=1.5)
     with pytest.raises(ValueError, match="update_every=0"):
         pruning.DynamicSparsity(update_every=0)
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_adagrad_accumulators_restart_at_their_initial_value(method):
+    model, _ = _model(seed=3)
+    optimizer = keras.optimizers.Adagrad(0.05, initial_accumulator_value=0.25)
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data(64)
+    layers = pruning.masked_layers(model)
+    before = {}
+
+    class Before(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            before.update({l.name: l.mask.numpy() > 0 for l in layers})
+
+    update = pruning.DynamicSparsity(method, update_every=3, drop_fraction=0.5,
+                                     end_step=100)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False,
+              callbacks=[Before(), update])  # 4 steps: one update, at step 3
+    assert [s for s, _ in update.updates] == [3]
+    for layer in layers:
+        mask = layer.mask.numpy() > 0
+        changed = mask != before[layer.name]
+        assert changed.any()
+        (accumulator,) = pruning.gradual.optimizer_slots(optimizer, layer.kernel)
+        np.testing.assert_array_equal(accumulator.numpy()[changed], 0.25)
+        kept = accumulator.numpy()[mask & ~changed]  # trained on (dead units stay)
+        assert np.all(kept >= 0.25) and (kept > 0.25).mean() > 0.5

@@ -16,7 +16,8 @@ RigL (Evci et al. 2020): f(t) = drop_fraction / 2 * (1 + cos(pi t / end_step)).
   it on that one step (`MaskedModel.request_kernel_gradients`), whatever its
   `gradient_flow_every`.
 Grown weights start at 0; grown and dropped positions have their optimizer
-state (momentum, Adam moments, accumulators) cleared. Between updates pruned
+state reset to its starting value (momentum and Adam moments 0, Adagrad's
+accumulator its `initial_accumulator_value`). Between updates pruned
 weights stay exactly 0 as with any fixed mask, and gf/EGF keep being
 reported. With `log_dir`, TensorBoard gets per layer and update
 `dynamic_sparsity/<layer>/regrown` (connections grown) and
@@ -28,9 +29,10 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_egf.pruning import masks as masks_lib
-from keras_egf.pruning.gradual import optimizer_slots
+from keras_egf.pruning.gradual import optimizer_slots, slot_reset_value
 
 METHODS = ("set", "rigl")
 
@@ -46,14 +48,45 @@ def cosine_drop_fraction(step, drop_fraction, end_step):
 def drop_and_grow(mask, kernel, grow_scores, fraction):
     """(new mask, grown, remained): drop round(fraction * active) smallest
     |kernel| among active weights, grow as many highest `grow_scores` among
-    the positions not remaining. Masks as bool arrays."""
+    the positions not remaining. Masks as bool arrays (ties: first)."""
     mask = np.asarray(mask) > 0
-    active = int(mask.sum())
-    k = int(round(fraction * active))
-    keep_scores = np.where(mask, np.abs(kernel), -np.inf)
-    remained = masks_lib.top_k_mask(keep_scores, active - k) > 0
-    grown = masks_lib.top_k_mask(np.where(remained, -np.inf, grow_scores), k) > 0
-    return remained | grown, grown, remained
+    remained_at, grown_at, _ = _drop_and_grow_indices(
+        mask.reshape(-1), np.asarray(kernel).reshape(-1),
+        np.array(grow_scores, dtype=np.float64).reshape(-1), fraction)
+    remained = np.zeros(mask.size, bool)
+    grown = np.zeros(mask.size, bool)
+    remained[remained_at], grown[grown_at] = True, True
+    shape = mask.shape
+    return ((remained | grown).reshape(shape), grown.reshape(shape),
+            remained.reshape(shape))
+
+
+def _drop_and_grow_indices(mask, kernel, grow_scores, fraction):
+    """Flat indices (remained, grown, dropped); `grow_scores` (flat) is
+    overwritten. The drop ranks only the active weights; the grow ranks
+    every position not remaining, in O(size)."""
+    active = np.flatnonzero(mask)
+    k = int(round(fraction * active.size))
+    keep = masks_lib.top_k_mask(np.abs(kernel[active]), active.size - k) > 0
+    remained, dropped = active[keep], active[~keep]
+    grow_scores[remained] = -np.inf
+    grown = np.flatnonzero(masks_lib.top_k_mask(grow_scores, k))
+    return remained, grown, dropped
+
+
+def _set_entries(variable, flat_indices, value):
+    """variable.flat[flat_indices] = value: a sparse in-place scatter on the
+    TensorFlow variable under a Keras variable (a full write otherwise)."""
+    if flat_indices.size == 0:
+        return
+    target = getattr(variable, "_value", None)
+    if isinstance(target, tf.Variable):
+        indices = np.stack(np.unravel_index(flat_indices, tuple(variable.shape)), axis=1)
+        target.scatter_nd_update(indices, tf.fill([len(indices)], tf.cast(value, target.dtype)))
+        return
+    values = variable.numpy()
+    values.reshape(-1)[flat_indices] = value
+    variable.assign(values)
 
 
 class DynamicSparsity(keras.callbacks.Callback):
@@ -132,17 +165,24 @@ class DynamicSparsity(keras.callbacks.Callback):
         changes = {}
         for layer in self._layers:
             kernel = layer.kernel.numpy()
-            old = layer.mask.numpy() > 0
-            scores = (np.abs(grads[layer.name]) if grads is not None
-                      else rng.random(kernel.shape))
-            new, grown, remained = drop_and_grow(old, kernel, scores, fraction)
-            kernel[~remained] = 0.0  # dropped and grown weights start at 0
-            layer.kernel.assign(kernel)
-            layer.mask.assign(new.astype(layer.mask.dtype))  # 0/1 by construction
-            if optimizer.built:
+            flat = kernel.reshape(-1)
+            old = layer.mask.numpy().reshape(-1) > 0
+            scores = (np.abs(grads[layer.name]).reshape(-1) if grads is not None
+                      else rng.random(flat.size))
+            remained, grown, dropped = _drop_and_grow_indices(old, flat, scores,
+                                                              fraction)
+            # Dropped weights are zeroed; grown ones were pruned (0) or just
+            # dropped: they start at 0 too. Only the changed entries are
+            # written.
+            changed_at = np.concatenate([dropped, grown])
+            _set_entries(layer.kernel, dropped, 0.0)
+            _set_entries(layer.mask, dropped, 0)
+            _set_entries(layer.mask, grown, 1)
+            if optimizer.built:  # state of dropped and grown positions reset
                 for slot in optimizer_slots(optimizer, layer.kernel):
-                    slot.assign(slot.numpy() * remained.astype(slot.dtype))
-            changes[layer.name] = (int(grown.sum()), float(np.mean(new != old)))
+                    _set_entries(slot, changed_at, slot_reset_value(optimizer, slot))
+            changed = np.setdiff1d(grown, dropped, assume_unique=True).size * 2
+            changes[layer.name] = (int(grown.size), changed / flat.size)
         self.updates.append((step, fraction))
         self._summarise(step, fraction, changes)
         return changes

@@ -8,8 +8,9 @@
 On each step the schedule says to prune, every masked layer's mask is
 recomputed by magnitude (or any registered method's score) to the
 schedule's sparsity, among the weights still kept: masks only get sparser.
-Newly pruned weights are zeroed and their optimizer state (momentum, Adam
-moments, accumulators) cleared, so they stay exactly 0. The training step's
+Newly pruned weights are zeroed and their optimizer state reset (momentum
+and Adam moments to 0, Adagrad's accumulators to their initial value), so
+they stay exactly 0. The training step's
 gf/EGF keep being reported across the updates.
 """
 
@@ -48,10 +49,20 @@ def optimizer_slots(optimizer, kernel):
             if tuple(v.shape) == tuple(kernel.shape) and v.name.startswith(prefix)]
 
 
+def slot_reset_value(optimizer, slot):
+    """The value a slot starts from: Adagrad's accumulators start at
+    `initial_accumulator_value` (0 would make a regrown weight's first step
+    lr * g / sqrt(epsilon)); every other slot at 0."""
+    accumulators = getattr(optimizer, "_accumulators", None) or ()
+    if any(slot is a for a in accumulators):
+        return float(optimizer.initial_accumulator_value)
+    return 0.0
+
+
 def update_masks(model, sparsity, score=None, exclude=(), layers=None):
     """Prunes every masked layer (or those of `layers`; never `exclude`) to
     `sparsity` by `score` ({layer: scores}, default |kernel|) among its kept
-    weights; clears the optimizer state of newly pruned entries. Returns
+    weights; resets the optimizer state of newly pruned entries. Returns
     {layer: new mask}."""
     layers = [l for l in (masks_lib.masked_layers(model) if layers is None
                           else layers) if l.name not in exclude]
@@ -74,7 +85,8 @@ def update_masks(model, sparsity, score=None, exclude=(), layers=None):
         layer.set_mask(mask)  # zeroes the newly pruned kernel entries
         if optimizer is not None and optimizer.built:
             for slot in optimizer_slots(optimizer, layer.kernel):
-                slot.assign(slot.numpy() * mask.astype(slot.dtype))
+                reset = slot_reset_value(optimizer, slot)
+                slot.assign(np.where(mask > 0, slot.numpy(), reset).astype(slot.dtype))
         new[layer.name] = mask
     return new
 

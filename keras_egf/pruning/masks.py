@@ -70,7 +70,9 @@ def layer_counts(model, sparsity, distribution="uniform", exclude=()):
 
 def top_k_mask(scores, count):
     """0/1 float32 mask keeping the `count` highest scores (ties: first)."""
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.asarray(scores)
+    if scores.dtype not in (np.float32, np.float64):  # float32 -> float64 is
+        scores = scores.astype(np.float64)             # exact: same selection
     if not 0 <= count <= scores.size:
         raise ValueError(f"count must be in [0, {scores.size}] for shape "
                          f"{scores.shape}. Received: count={count}")
