@@ -29,7 +29,6 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_egf.pruning import masks as masks_lib
 from keras_egf.pruning.gradual import optimizer_slots, slot_reset_value
@@ -75,14 +74,11 @@ def _drop_and_grow_indices(mask, kernel, grow_scores, fraction):
 
 
 def _set_entries(variable, flat_indices, value):
-    """variable.flat[flat_indices] = value: a sparse in-place scatter on the
-    TensorFlow variable under a Keras variable (a full write otherwise)."""
+    """variable.flat[flat_indices] = value, as one assign of the whole
+    variable. (A sparse scatter into the TensorFlow variable under a Keras
+    variable measured no faster here, and made every later training step
+    about 30 % slower without XLA.)"""
     if flat_indices.size == 0:
-        return
-    target = getattr(variable, "_value", None)
-    if isinstance(target, tf.Variable):
-        indices = np.stack(np.unravel_index(flat_indices, tuple(variable.shape)), axis=1)
-        target.scatter_nd_update(indices, tf.fill([len(indices)], tf.cast(value, target.dtype)))
         return
     values = variable.numpy()
     values.reshape(-1)[flat_indices] = value
@@ -172,8 +168,7 @@ class DynamicSparsity(keras.callbacks.Callback):
             remained, grown, dropped = _drop_and_grow_indices(old, flat, scores,
                                                               fraction)
             # Dropped weights are zeroed; grown ones were pruned (0) or just
-            # dropped: they start at 0 too. Only the changed entries are
-            # written.
+            # dropped: they start at 0 too.
             changed_at = np.concatenate([dropped, grown])
             _set_entries(layer.kernel, dropped, 0.0)
             _set_entries(layer.mask, dropped, 0)
