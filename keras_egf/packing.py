@@ -171,13 +171,18 @@ class Member:
 
 def _members(configs):
     """Builds every point's pair as an unpacked run would, seed by seed."""
-    members = []
+    from keras_egf.pruning import get_pruning_method
+
+    members, shapes = [], None
     for p, config in enumerate(configs):
         config.validate()
         check_packable(config)
         tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)
-        ds = experiment._datasets(config)
+        if get_pruning_method(config.pruning).needs_data:
+            ds = experiment._datasets(config)  # a fresh pipeline to score on
+        else:  # only its shapes are read: the same for the whole pack
+            ds = shapes = shapes or experiment._datasets(config)
         pair = experiment._build_pair(config, ds)
         regs = config.regularizers
         keras.utils.set_random_seed(config.seed)
