@@ -193,6 +193,20 @@ class EGFCallback(keras.callbacks.Callback):
             self._writer = None
 
 
+DEFAULT_MAX_LOSS = 1e6
+
+
+def divergence_reason(loss, max_loss=DEFAULT_MAX_LOSS):
+    """Why `loss` counts as diverged ("loss nan", "loss 3e+07 > max_loss
+    1e+06"), or None when it does not."""
+    loss = float(loss)
+    if not math.isfinite(loss):
+        return f"loss {loss}"
+    if max_loss is not None and loss > max_loss:
+        return f"loss {loss:.3g} > max_loss {max_loss:g}"
+    return None
+
+
 class DivergenceMonitor(keras.callbacks.Callback):
     """Stops training when the loss becomes NaN, Inf or exceeds `max_loss`.
 
@@ -202,7 +216,7 @@ class DivergenceMonitor(keras.callbacks.Callback):
     finite values and then stalls with dead units instead of reaching NaN.
     """
 
-    def __init__(self, max_loss=1e6):
+    def __init__(self, max_loss=DEFAULT_MAX_LOSS):
         super().__init__()
         self.max_loss = max_loss
         self.diverged = False
@@ -218,12 +232,8 @@ class DivergenceMonitor(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is None:
             return
-        loss = float(loss)
-        if not math.isfinite(loss):
-            reason = f"loss {loss}"
-        elif self.max_loss is not None and loss > self.max_loss:
-            reason = f"loss {loss:.3g} > max_loss {self.max_loss:g}"
-        else:
+        reason = divergence_reason(loss, self.max_loss)
+        if reason is None:
             return
         self.diverged, self.reason = True, reason
         self.epoch, self.batch = self._epoch, batch

@@ -118,7 +118,6 @@ def _train_one(name, model, config, output_dir, verbose):
 
     from keras_egf import callbacks as cb
     from keras_egf.capacity import active_weights
-    from keras_egf.layers import prunable_layers
 
     keras.utils.set_random_seed(config.seed)
     ds = _datasets(config, augment="da" in config.regularizers)
@@ -151,32 +150,65 @@ def _train_one(name, model, config, output_dir, verbose):
     history = model.fit(ds.train, epochs=config.epochs, callbacks=callbacks,
                         verbose=verbose, shuffle=False)  # shuffled by tf.data
     train_time = time.perf_counter() - start
-    result = {
+    result = model_result(
+        model, {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        egf.points, egf.average, divergence.diverged, divergence.epoch,
+        divergence.reason, len(dynamic.updates) if dynamic else 0, train_time)
+    if divergence.diverged:
+        return add_test_metrics(result, None, None)
+    start = time.perf_counter()
+    logs = model.evaluate(ds.test, verbose=0, return_dict=True)
+    return add_test_metrics(result, logs["loss"], logs["accuracy"],
+                            time.perf_counter() - start)
+
+
+def model_result(model, history, egf_points, average, diverged, diverged_epoch,
+                 diverged_reason, mask_updates, train_time):
+    """One trained model's entry of results.json, before its test metrics
+    (`add_test_metrics`)."""
+    from keras_egf.capacity import active_weights
+    from keras_egf.layers import prunable_layers
+
+    return {
         "active_weights": dict(active_weights(model)),
         "widths": [int(l.kernel.shape[-1]) for l in prunable_layers(model)],
         "mask_sha256": mask_digests(model),
-        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-        "egf_points": egf.points,
-        "average": egf.average,
-        "diverged": divergence.diverged,
-        "diverged_epoch": divergence.epoch,
-        "diverged_reason": divergence.reason,
-        "epochs_run": len(history.history.get("loss", [])),
-        "mask_updates": len(dynamic.updates) if dynamic else 0,
+        "history": history,
+        "egf_points": egf_points,
+        "average": average,
+        "diverged": diverged,
+        "diverged_epoch": diverged_epoch,
+        "diverged_reason": diverged_reason,
+        "epochs_run": len(history.get("loss", [])),
+        "mask_updates": mask_updates,
         "train_time_s": train_time,
     }
-    if divergence.diverged:
+
+
+def add_test_metrics(result, loss, accuracy, eval_time=None):
+    """Adds test loss/accuracy to a `model_result`; a diverged model (or a
+    non-finite test loss, which then counts as diverged in the last epoch
+    run) gets None for both."""
+    if result["diverged"] or loss is None or not math.isfinite(float(loss)):
+        if not result["diverged"] or result["diverged_epoch"] is None:
+            result.update(diverged=True, diverged_epoch=result["epochs_run"] - 1)
         result.update(test_loss=None, test_accuracy=None)
-    else:
-        start = time.perf_counter()
-        logs = model.evaluate(ds.test, verbose=0, return_dict=True)
-        result.update(test_loss=float(logs["loss"]),
-                      test_accuracy=float(logs["accuracy"]),
-                      eval_time_s=time.perf_counter() - start)
-        if not math.isfinite(result["test_loss"]):
-            result.update(diverged=True, diverged_epoch=result["epochs_run"] - 1,
-                          test_loss=None, test_accuracy=None)
+        return result
+    result.update(test_loss=float(loss), test_accuracy=float(accuracy),
+                  eval_time_s=eval_time)
     return result
+
+
+def results_header(config, ds, replicas=1):
+    """results.json without its models: config, versions, dataset, replicas
+    and the gradient-flow scales."""
+    return {"config": config.to_dict(), "versions": versions(),
+            "dataset": {"num_train": ds.num_train, "num_test": ds.num_test,
+                        "input_shape": list(ds.input_shape),
+                        "num_classes": ds.num_classes},
+            "replicas": replicas,
+            "gradient_flow_scales": GRADIENT_FLOW_SCALES,
+            "models": {}}
 
 
 def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
@@ -213,13 +245,8 @@ def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
         pair = _build_pair(config, ds)
     names = ("sparse", "dense") if config.models == "both" else (config.models,)
     start = time.perf_counter()
-    results = {"config": config.to_dict(), "versions": versions(),
-               "dataset": {"num_train": ds.num_train, "num_test": ds.num_test,
-                           "input_shape": list(ds.input_shape),
-                           "num_classes": ds.num_classes},
-               "replicas": strategy.num_replicas_in_sync if strategy else 1,
-               "gradient_flow_scales": GRADIENT_FLOW_SCALES,
-               "models": {}}
+    results = results_header(
+        config, ds, strategy.num_replicas_in_sync if strategy else 1)
     for name in names:
         model = pair.sparse if name == "sparse" else pair.dense
         with scope():

@@ -37,7 +37,6 @@ swish or sigmoid, any regularisers (NR, L2, DA, SC, BN), static masks from
 any pruning method, one device.
 """
 
-import math
 import os
 import time
 
@@ -47,14 +46,14 @@ import tensorflow as tf
 
 from keras_egf import experiment
 from keras_egf import files
-from keras_egf.callbacks import evaluation_epochs
+from keras_egf.callbacks import DEFAULT_MAX_LOSS, divergence_reason, evaluation_epochs
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
 
 PACKABLE_ACTIVATIONS = ("relu", "prelu", "elu", "swish", "sigmoid")
 # Settings the members of a pack may differ in; all others are shared.
 MEMBER_FIELDS = ("seed", "learning_rate", "dense_width", "sparse_width",
                  "sparse_width_multiplier")
-MAX_LOSS = 1e6  # as keras_egf.callbacks.DivergenceMonitor
+MAX_LOSS = DEFAULT_MAX_LOSS  # as keras_egf.callbacks.DivergenceMonitor
 
 
 def _f32(value):
@@ -471,10 +470,8 @@ class PackedTrainer:
                 h.setdefault(m, []).append(_f32(gf[j, i] / measured))
             h.setdefault("loss", []).append(_f32(loss[i] / seen[i]))
             if not alive[i]:
-                value = float(diverged_loss[i])
                 member.diverged, member.diverged_epoch = True, epoch
-                member.reason = (f"loss {value}" if not math.isfinite(value)
-                                 else f"loss {value:.3g} > max_loss {MAX_LOSS:g}")
+                member.reason = divergence_reason(diverged_loss[i], MAX_LOSS)
 
     def evaluate(self):
         """[(test loss, test accuracy)] per member."""
@@ -490,34 +487,12 @@ class PackedTrainer:
 
 
 def _member_result(member, train_time, test, eval_time):
-    from keras_egf.capacity import active_weights
-    from keras_egf.layers import prunable_layers
-
     average = {m: float(np.mean([p[m] for p in member.points]))
                for m in GRADIENT_FLOW_METRICS} if member.points else {}
-    result = {
-        "active_weights": dict(active_weights(member.model)),
-        "widths": [int(l.kernel.shape[-1]) for l in prunable_layers(member.model)],
-        "mask_sha256": experiment.mask_digests(member.model),
-        "history": member.history,
-        "egf_points": member.points,
-        "average": average,
-        "diverged": member.diverged,
-        "diverged_epoch": member.diverged_epoch,
-        "diverged_reason": member.reason,
-        "epochs_run": len(member.history.get("loss", [])),
-        "mask_updates": 0,
-        "train_time_s": train_time,
-    }
-    loss, accuracy = test
-    if member.diverged or not math.isfinite(loss):
-        result.update(diverged=True, test_loss=None, test_accuracy=None)
-        if result["diverged_epoch"] is None:
-            result["diverged_epoch"] = result["epochs_run"] - 1
-    else:
-        result.update(test_loss=float(loss), test_accuracy=float(accuracy),
-                      eval_time_s=eval_time)
-    return result
+    result = experiment.model_result(
+        member.model, member.history, member.points, average, member.diverged,
+        member.diverged_epoch, member.reason, 0, train_time)
+    return experiment.add_test_metrics(result, *test, eval_time)
 
 
 def _write_tensorboard(member, output_dir):
@@ -562,15 +537,8 @@ def run_packed(configs, output_dirs, verbose=0, trainer_out=None):
     eval_time = time.perf_counter() - t
     all_results = []
     for p, (config, out) in enumerate(zip(configs, output_dirs)):
-        ds = members[0].datasets
-        results = {"config": config.to_dict(), "versions": experiment.versions(),
-                   "dataset": {"num_train": ds.num_train, "num_test": ds.num_test,
-                               "input_shape": list(ds.input_shape),
-                               "num_classes": ds.num_classes},
-                   "replicas": 1,
-                   "gradient_flow_scales": experiment.GRADIENT_FLOW_SCALES,
-                   "packed": {"members": len(members), "points": len(configs)},
-                   "models": {}}
+        results = experiment.results_header(config, members[0].datasets)
+        results["packed"] = {"members": len(members), "points": len(configs)}
         for k, member in enumerate(members):
             if member.point == p:
                 results["models"][member.name] = _member_result(
