@@ -2,8 +2,10 @@
 
 Cost: per-epoch fit time of RigL (mask updates every 100 steps) and SET
 against static masks, MLP 784-1024-1024-10, 90 % sparsity (uniform,
-random), Adam, batch 128, 8,192 random samples per epoch, with and without
-XLA; alternating rounds in one process after a warm-up; per-round ratios.
+random), Adam, batch 128, 12,800 random samples per epoch (100 steps, so
+every timed epoch holds exactly one update: the per-epoch cost of one update
+per 100 steps), with and without XLA; alternating rounds in one process
+after a warm-up; per-round ratios.
 
 Study (`--study`): on the bundled MNIST subset, an MLP 784-300-100-10 at
 90 % and 98 % sparsity (every layer, random initial masks), static vs SET vs
@@ -14,7 +16,7 @@ average EGF_2 (fixed-batch measure over 4 training batches at 5 epochs).
 Writes benchmarks/RESULTS_DYNAMIC.md (both parts; a part not run this time
 keeps its last table).
 
-    python -m benchmarks.dynamic_sparsity [--rounds 9] [--study] [--no-write]
+    python -m benchmarks.dynamic_sparsity [--rounds 15] [--study] [--no-write]
 """
 
 import argparse
@@ -30,7 +32,7 @@ TARGET = 1.05
 _MARKER = "<!-- study -->"
 
 
-def measure_cost(rounds, samples=8192, batch=128):
+def measure_cost(rounds, samples=12800, batch=128):
     import keras
     import tensorflow as tf
 
@@ -74,8 +76,9 @@ def measure_cost(rounds, samples=8192, batch=128):
 
 def cost_report(times, updates, rounds):
     lines = ["## Cost", "",
-             "MLP 784-1024-1024-10, 90 % sparsity, Adam, batch 128, 8192 "
-             f"samples/epoch (64 steps), updates every 100 steps, {rounds} "
+             "MLP 784-1024-1024-10, 90 % sparsity, Adam, batch 128, 12,800 "
+             "samples/epoch (100 steps), updates every 100 steps, so every "
+             f"timed epoch holds exactly one update; {rounds} "
              "alternating rounds after a warm-up, one process.", "",
              "| variant | median s/epoch | min | max |", "|---|---|---|---|"]
     for name, ts in times.items():
@@ -142,7 +145,7 @@ def study_report(rows, seeds, epochs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--study", action="store_true", help="run the study, not the cost")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)

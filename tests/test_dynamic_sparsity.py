@@ -215,3 +215,30 @@ def test_adagrad_accumulators_restart_at_their_initial_value(method):
         np.testing.assert_array_equal(accumulator.numpy()[changed], 0.25)
         kept = accumulator.numpy()[mask & ~changed]  # trained on (dead units stay)
         assert np.all(kept >= 0.25) and (kept > 0.25).any()
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_update_reports_the_regrown_count_and_the_mask_change(method):
+    """update()'s (regrown, mask_change) per layer, the TensorBoard values,
+    against the masks before and after."""
+    model, _ = _model({"batch_norm": True}, seed=4, sparsity=0.7)
+    model.compile(keras.optimizers.Adam(0.01),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data(32)
+    update = pruning.DynamicSparsity(method, update_every=1000, drop_fraction=0.5,
+                                     end_step=2000)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[update])
+    layers = pruning.masked_layers(model)
+    before = {l.name: l.mask.numpy() > 0 for l in layers}
+    if method == "rigl":
+        model.request_kernel_gradients()
+    model.train_on_batch(x, y)
+    changes = update.update(1000)
+    for layer in layers:
+        old, new = before[layer.name], layer.mask.numpy() > 0
+        expected_k = int(round(update.updates[-1][1] * old.sum()))
+        assert new.sum() == old.sum()
+        grown, change = changes[layer.name]
+        assert grown == expected_k > 0
+        assert change == pytest.approx((new != old).mean())
+        assert (new & ~old).sum() > 0

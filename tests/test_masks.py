@@ -6,6 +6,7 @@ import pytest
 import keras_egf as ke
 from keras_egf import pruning as masks_lib
 from keras_egf.pruning import distributions as sd
+from keras_egf.pruning.masks import top_k_indices
 
 
 def _model():
@@ -136,3 +137,29 @@ def test_prune_arguments_are_checked():
     plain = ke.build_mlp((12,), [16], 3, masked=False)
     with pytest.raises(ValueError, match="plain Dense/Conv2D.*MaskedDense"):
         ke.prune(plain, 0.5)
+
+
+def test_top_k_indices_equals_a_stable_sort_on_duplicate_heavy_scores():
+    """The selection settles runs of one value (-inf at excluded positions,
+    exact zeros at dead units, a shared top value) before partitioning:
+    it must keep exactly what a stable descending sort keeps, NaN lowest."""
+    rng = np.random.default_rng(0)
+
+    def stable(s, count):
+        s = np.where(np.isnan(s), -np.inf, np.asarray(s, np.float64).ravel())
+        return np.sort(np.argsort(-s, kind="stable")[:count])
+
+    makers = [lambda n: rng.random(n),
+              lambda n: rng.integers(0, 3, n).astype(float),
+              lambda n: np.where(rng.random(n) < 0.9, 0.0, rng.random(n)),
+              lambda n: np.where(rng.random(n) < 0.9, -np.inf, rng.random(n)).astype("float32"),
+              lambda n: np.where(rng.random(n) < 0.8, 1.0, rng.random(n)),
+              lambda n: np.where(rng.random(n) < 0.3, np.nan,
+                                 np.where(rng.random(n) < 0.4, 0.0, rng.random(n)))]
+    for trial in range(1200):
+        n = int(rng.integers(1, 50))
+        scores = makers[trial % len(makers)](n)
+        count = int(rng.integers(0, n + 1))
+        np.testing.assert_array_equal(top_k_indices(scores, count),
+                                      stable(scores, count), err_msg=f"{scores} {count}")
+        assert masks_lib.top_k_mask(scores, count).sum() == count

@@ -49,9 +49,11 @@ def drop_and_grow(mask, kernel, grow_scores, fraction):
     |kernel| among active weights, grow as many highest `grow_scores` among
     the positions not remaining. Masks as bool arrays (ties: first)."""
     mask = np.asarray(mask) > 0
-    remained_at, grown_at, _ = _drop_and_grow_indices(
-        mask.reshape(-1), np.asarray(kernel).reshape(-1),
-        np.array(grow_scores, dtype=np.float64).reshape(-1), fraction)
+    active = np.flatnonzero(mask)
+    remained_at, dropped_at = _drop(
+        active, np.abs(np.asarray(kernel).reshape(-1)[active]), fraction)
+    grown_at = _grow_top(np.array(grow_scores, dtype=np.float64).reshape(-1),
+                         remained_at, dropped_at.size)
     remained = np.zeros(mask.size, bool)
     grown = np.zeros(mask.size, bool)
     remained[remained_at], grown[grown_at] = True, True
@@ -60,17 +62,29 @@ def drop_and_grow(mask, kernel, grow_scores, fraction):
             remained.reshape(shape))
 
 
-def _drop_and_grow_indices(mask, kernel, grow_scores, fraction):
-    """Flat indices (remained, grown, dropped); `grow_scores` (flat) is
-    overwritten. The drop ranks only the active weights; the grow ranks
-    every position not remaining, in O(size)."""
-    active = np.flatnonzero(mask)
+def _drop(active, magnitudes, fraction):
+    """Flat indices (remained, dropped) among the `active` ones: the
+    round(fraction * active) smallest `magnitudes` (|kernel| at `active`) are
+    dropped (ties: the first kept). Only the active weights are ranked."""
     k = int(round(fraction * active.size))
-    keep = masks_lib.top_k_mask(np.abs(kernel[active]), active.size - k) > 0
-    remained, dropped = active[keep], active[~keep]
-    grow_scores[remained] = -np.inf
-    grown = np.flatnonzero(masks_lib.top_k_mask(grow_scores, k))
-    return remained, grown, dropped
+    keep = masks_lib.top_k_selection(magnitudes, active.size - k)
+    return active[keep], active[~keep]
+
+
+def _grow_top(scores, remained, k):
+    """Flat indices of the k highest `scores` (flat, overwritten) among the
+    positions not in `remained` (ties: the first), in O(size)."""
+    scores[remained] = -np.inf
+    return masks_lib.top_k_indices(scores, k)
+
+
+def _grow_random(rng, size, remained, k):
+    """Flat indices of k positions drawn uniformly without replacement among
+    the `size` positions not in `remained`."""
+    free = np.ones(size, bool)
+    free[remained] = False
+    free = np.flatnonzero(free)
+    return free[rng.choice(free.size, k, replace=False, shuffle=False)]
 
 
 class DynamicSparsity(keras.callbacks.Callback):
@@ -145,34 +159,52 @@ class DynamicSparsity(keras.callbacks.Callback):
         grads = (self.model.stored_kernel_gradients() if self.method == "rigl"
                  else None)
         rng = np.random.default_rng([self.seed, step])
-        optimizer = self.model.optimizer
-        changes = {}
-        for layer in self._layers:
-            kernel = layer.kernel.numpy()
-            flat = kernel.reshape(-1)
-            old = layer.mask.numpy().reshape(-1) > 0
-            scores = (np.abs(grads[layer.name]).reshape(-1) if grads is not None
-                      else rng.random(flat.size))
-            remained, grown, dropped = _drop_and_grow_indices(old, flat, scores,
-                                                              fraction)
-            # Dropped weights are zeroed; grown ones were pruned (0) or just
-            # dropped: they start at 0 too.
-            flat[dropped] = 0.0
-            layer.kernel.assign(kernel)
-            new = old.astype(layer.mask.dtype)
-            new[dropped], new[grown] = 0, 1
-            layer.mask.assign(new.reshape(kernel.shape))
-            if optimizer.built:  # state of dropped and grown positions reset
-                changed_at = np.concatenate([dropped, grown])
-                for slot in optimizer_slots(optimizer, layer.kernel):
-                    values = slot.numpy()
-                    values.reshape(-1)[changed_at] = slot_reset_value(optimizer, slot)
-                    slot.assign(values)
-            changed = np.setdiff1d(grown, dropped, assume_unique=True).size * 2
-            changes[layer.name] = (int(grown.size), changed / flat.size)
+        changes = {layer.name: self._write(layer, *self._select(layer, fraction, rng, grads))
+                   for layer in self._layers}
         self.updates.append((step, fraction))
         self._summarise(step, fraction, changes)
         return changes
+
+    def _select(self, layer, fraction, rng, grads):
+        """(old mask, dropped, grown) of one layer, flat, from NumPy."""
+        old = layer.mask.numpy().reshape(-1) > 0
+        active = np.flatnonzero(old)
+        # |kernel| read at the active positions only (a gather from a read
+        # value: a gather from the variable itself would switch it to
+        # TensorFlow's slower copy-on-read mode for every later step)
+        kernel = keras.ops.reshape(keras.ops.convert_to_tensor(layer.kernel), (-1,))
+        magnitudes = np.abs(keras.ops.convert_to_numpy(keras.ops.take(kernel, active)))
+        remained, dropped = _drop(active, magnitudes, fraction)
+        if grads is not None:
+            scores = grads[layer.name].reshape(-1)  # a fresh copy: made |g| in place
+            grown = _grow_top(np.abs(scores, out=scores), remained, dropped.size)
+        else:
+            grown = _grow_random(rng, old.size, remained, dropped.size)
+        return old, dropped, grown
+
+    def _write(self, layer, old, dropped, grown):
+        """Applies one layer's drop and growth: one elementwise select per
+        variable (the kernel, each optimizer slot) and one mask write.
+        Returns (grown count, fraction of the kernel whose mask changed)."""
+        changed = np.zeros(old.size, bool)
+        changed[dropped], changed[grown] = True, True
+        new = old.copy()
+        new[dropped], new[grown] = False, True
+        shape = tuple(layer.kernel.shape)
+        at = keras.ops.convert_to_tensor(changed.reshape(shape))
+        # Dropped weights are zeroed; grown ones were pruned (0) or just
+        # dropped: they start at 0 too.
+        layer.kernel.assign(keras.ops.where(at, keras.ops.zeros((), layer.kernel.dtype),
+                                            layer.kernel))
+        layer.mask.assign(new.reshape(shape).astype(layer.mask.dtype))
+        optimizer = self.model.optimizer
+        if optimizer.built:  # state of dropped and grown positions reset
+            for slot in optimizer_slots(optimizer, layer.kernel):
+                reset = keras.ops.full((), slot_reset_value(optimizer, slot), slot.dtype)
+                slot.assign(keras.ops.where(at, reset, slot))
+        # as many turned on as off; a position dropped and regrown kept its bit
+        flipped = 2 * (int(np.count_nonzero(changed)) - dropped.size)
+        return int(grown.size), flipped / old.size
 
     def _summarise(self, step, fraction, changes):
         if self.log_dir is None:
