@@ -37,6 +37,7 @@ swish or sigmoid, any regularisers (NR, L2, DA, SC, BN), static masks from
 any pruning method, one device.
 """
 
+import functools
 import os
 import time
 
@@ -172,7 +173,7 @@ def _members(configs):
     """Builds every point's pair as an unpacked run would, seed by seed."""
     from keras_egf.pruning import get_pruning_method
 
-    members, shapes = [], None
+    members, shapes, egf_by_seed = [], None, {}
     for p, config in enumerate(configs):
         config.validate()
         check_packable(config)
@@ -186,9 +187,11 @@ def _members(configs):
         regs = config.regularizers
         keras.utils.set_random_seed(config.seed)
         train = experiment._datasets(config, augment="da" in regs)
-        fixed = experiment._datasets(config)
-        source = fixed.train if config.egf_data == "train" else fixed.test
-        egf_batches = list(source.take(config.egf_batches))
+        if config.seed not in egf_by_seed:  # the first batches of a fresh
+            fixed = experiment._datasets(config)  # pipeline: one per seed
+            source = fixed.train if config.egf_data == "train" else fixed.test
+            egf_by_seed[config.seed] = list(source.take(config.egf_batches))
+        egf_batches = egf_by_seed[config.seed]
         names = ("sparse", "dense") if config.models == "both" else (config.models,)
         for name in names:
             model = pair.sparse if name == "sparse" else pair.dense
@@ -260,11 +263,15 @@ class PackedTrainer:
         _copy_in(self.packed, members)
         self.dense_layers = [l for l in self.packed.layers if isinstance(l, PackedDense)]
         self.l2 = first.weight_decay if "l2" in regs else 0.0
-        self.optimizer = experiment.make_optimizer(first.optimizer, 1.0,
-                                                   first.weight_decay)
+        rates = [m.config.learning_rate for m in members]
+        # One rate for all: the optimizer runs at it, as each member's alone
+        # would. Else at rate 1, each member's step scaled by its own rate.
+        self.shared_rate = len(set(rates)) == 1
+        self.optimizer = experiment.make_optimizer(
+            first.optimizer, rates[0] if self.shared_rate else 1.0, first.weight_decay)
         self.optimizer.build(self.packed.trainable_variables)
         k = len(members)
-        self.rates = tf.constant([m.config.learning_rate for m in members], tf.float32)
+        self.rates = tf.constant(rates, tf.float32)
         # Epoch statistics and divergence, kept on the device (no host sync
         # per step): per member, reset at every epoch start.
         self.alive = tf.Variable(tf.ones(k, tf.bool), trainable=False)
@@ -286,11 +293,20 @@ class PackedTrainer:
         # One step for measured and unmeasured steps alike (`measure` a
         # tensor): for the small MLPs packing is for, the four reductions
         # cost less than tracing a second step.
-        self._step = tf.function(
-            self._train_step, autograph=False, jit_compile=jit,
-            input_signature=signature + [tf.TensorSpec((), tf.bool)])
-        self._evaluate = compiled(self._evaluate_step)
+        step_signature = signature + [tf.TensorSpec((), tf.bool)]
+        self._step = tf.function(  # every step when the members' rates differ,
+            functools.partial(self._train_step, scale=True),  # else once one
+            autograph=False, jit_compile=jit, input_signature=step_signature)
+        # ... has diverged; until then, with one shared rate, the plain step
+        self._plain_step = tf.function(
+            functools.partial(self._train_step, scale=False),
+            autograph=False, jit_compile=jit, input_signature=step_signature)
+        self._evaluate = tf.function(  # test batches as they come: one copy
+            self._evaluate_step, autograph=False, input_signature=[  # per member inside
+                tf.TensorSpec((None,) + tuple(ds.input_shape), tf.float32),
+                tf.TensorSpec((None,), tf.int64)])
         self._objective_grads = compiled(self._objective_gradients)
+        self._fixed = None  # the fixed batches, stacked
 
     # --- the packed objective and step ------------------------------------
     def _member_losses(self, x, y, training):
@@ -318,7 +334,7 @@ class PackedTrainer:
                            tf.reduce_mean(layer_2, axis=0)])
         return values, tf.stack([layer_1, layer_2], axis=1)
 
-    def _train_step(self, x, y, measure):
+    def _train_step(self, x, y, measure, scale):
         weights = self.packed.trainable_variables
         with tf.GradientTape() as tape:
             losses, correct = self._member_losses(x, y, training=True)
@@ -328,15 +344,19 @@ class PackedTrainer:
         kernel_grads = [g for g, v in zip(grads, weights) if id(v) in kernels]
         grads = [g * kernels[id(v)].mask if id(v) in kernels else g
                  for g, v in zip(grads, weights)]
-        before = [tf.identity(v) for v in weights]
+        if scale:
+            before = [tf.identity(v) for v in weights]
         self.optimizer.apply(grads, weights)
-        # Each member's step at its own rate; a frozen (diverged) member's
-        # weights stay as they were.
-        rate = tf.where(self.alive, self.rates, 0.0)[:, None]
-        for v, b in zip(weights, before):  # every variable is K members' slices
-            vk = tf.reshape(v, (len(self.members), -1))
-            bk = tf.reshape(b, (len(self.members), -1))
-            v.assign(tf.reshape(tf.where(rate > 0, bk + rate * (vk - bk), bk), v.shape))
+        if scale:
+            # Each member's step at its own rate (or, with a shared rate,
+            # as taken); a frozen (diverged) member's weights stay.
+            rate = (tf.where(self.alive, 1.0, 0.0) if self.shared_rate
+                    else tf.where(self.alive, self.rates, 0.0))[:, None]
+            for v, b in zip(weights, before):  # every variable: K members' slices
+                vk = tf.reshape(v, (len(self.members), -1))
+                bk = tf.reshape(b, (len(self.members), -1))
+                v.assign(tf.reshape(tf.where(rate > 0, bk + rate * (vk - bk), bk),
+                                    v.shape))
         # The epoch's running statistics of the members still training, and
         # divergence as keras_egf.callbacks.DivergenceMonitor sees it: the
         # running mean loss after this step NaN, Inf or above MAX_LOSS.
@@ -358,7 +378,9 @@ class PackedTrainer:
         return losses
 
     def _evaluate_step(self, x, y):
-        return self._member_losses(x, y, training=False)
+        k = len(self.members)
+        return self._member_losses(tf.repeat(x[:, None], k, axis=1),
+                                   tf.repeat(y[:, None], k, axis=1), training=False)
 
     def _objective_gradients(self, x, y):
         """Kernel gradients of the members' objectives, training mode, no
@@ -396,18 +418,13 @@ class PackedTrainer:
                             tf.stack([m.egf_batches[b][1] for m in self.members], 1)))
         return stacked
 
-    def _test_data(self):
-        test = self.members[0].datasets.test
-        k = len(self.members)
-        return test.map(lambda x, y: (tf.repeat(x[:, None], k, axis=1),
-                                      tf.repeat(y[:, None], k, axis=1)))
-
     # --- training -----------------------------------------------------------
     def _fixed_batch_points(self, epoch, alive):
-        batches = self._fixed_batches()
-        total = sum(int(b[1].shape[0]) for b in batches)
+        if self._fixed is None:  # stacked once per pack
+            self._fixed = self._fixed_batches()
+        total = sum(int(y.shape[0]) for _, y in self._fixed)
         accumulated = None
-        for x, y in batches:
+        for x, y in self._fixed:
             weight = float(x.shape[0]) / total
             grads = [weight * g for g in self._objective_grads(x, y)]
             accumulated = grads if accumulated is None else [
@@ -440,7 +457,12 @@ class PackedTrainer:
             for v in (self.loss_sum, self.correct, self.seen, self.gf_sum, self.measured):
                 v.assign(tf.zeros_like(v))
             for step, (x, y) in enumerate(train):
-                self._step(x, y, tf.constant(step % every == 0))
+                # the plain step while every member trains at the shared rate
+                # (one small read per step: the trainers' step is synchronous)
+                plain = self.shared_rate and (in_epoch.all() if step == 0 else
+                                              bool(tf.reduce_all(self.alive)))
+                (self._plain_step if plain else self._step)(
+                    x, y, tf.constant(step % every == 0))
             # Keras's fit makes a second iterator of its dataset at the end
             # of every epoch (and a new one at the next epoch's start), so a
             # reshuffling pipeline's epoch e is its iteration 2e + 1: the
@@ -477,7 +499,7 @@ class PackedTrainer:
         """[(test loss, test accuracy)] per member."""
         k = len(self.members)
         loss_sum, correct, seen = np.zeros(k), np.zeros(k), 0
-        for x, y in self._test_data():
+        for x, y in self.members[0].datasets.test:
             losses, hits = self._evaluate(x, y)
             n = int(x.shape[0])
             loss_sum += losses.numpy() * n
@@ -495,20 +517,41 @@ def _member_result(member, train_time, test, eval_time):
     return experiment.add_test_metrics(result, *test, eval_time)
 
 
+def _scalar_events(log_dir, scalars):
+    """Writes (tag, value, step) scalars as a TensorBoard event file in
+    `log_dir`: the summaries `tf.summary.scalar` writes (float32 tensors of
+    the scalars plugin), built as protos (no TensorFlow op per scalar: a
+    pack writes thousands)."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.plugins.scalar import summary_v2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    writer = EventFileWriter(log_dir, filename_suffix=".v2")
+    try:
+        for tag, value, step in scalars:
+            writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                             summary=summary_v2.scalar_pb(tag, value)))
+    finally:
+        writer.close()
+
+
 def _write_tensorboard(member, output_dir):
     log_dir = os.path.join(output_dir, "tensorboard", member.name)
-    with tf.summary.create_file_writer(os.path.join(log_dir, "train")).as_default():
-        for key, values in member.history.items():
-            if not key.startswith("eval_"):
-                for epoch, value in enumerate(values):
-                    tf.summary.scalar(f"epoch_{key}", value, step=epoch)
-    with tf.summary.create_file_writer(os.path.join(log_dir, "egf")).as_default():
-        for point in member.points:
-            for m in GRADIENT_FLOW_METRICS:
-                tf.summary.scalar(f"egf/{m}", point[m], step=point["epoch"])
-            for name, norms in point["layers"].items():
-                for m, v in norms.items():
-                    tf.summary.scalar(f"egf_layers/{name}/{m}", v, step=point["epoch"])
+    # As Keras's TensorBoard callback: every History key per epoch (the
+    # fixed-batch eval_* ones at their evaluation epochs) and the rate.
+    eval_epochs = [point["epoch"] for point in member.points]
+    train = [(f"epoch_{key}", value, epoch) for key, values in member.history.items()
+             for epoch, value in zip(eval_epochs if key.startswith("eval_")
+                                     else range(len(values)), values)]
+    train += [("epoch_learning_rate", member.config.learning_rate, epoch)
+              for epoch in range(len(member.history.get("loss", ())))]
+    _scalar_events(os.path.join(log_dir, "train"), train)
+    egf = []
+    for point in member.points:
+        egf += [(f"egf/{m}", point[m], point["epoch"]) for m in GRADIENT_FLOW_METRICS]
+        egf += [(f"egf_layers/{name}/{m}", v, point["epoch"])
+                for name, norms in point["layers"].items() for m, v in norms.items()]
+    _scalar_events(os.path.join(log_dir, "egf"), egf)
 
 
 def run_packed(configs, output_dirs, verbose=0, trainer_out=None):

@@ -58,3 +58,19 @@ def test_unprepared_tfds_dataset_says_how_to_prepare(tmp_path):
 def test_unknown_dataset_named():
     with pytest.raises(ValueError, match="'imagenet'"):
         data.make_datasets("imagenet")
+
+
+def test_flat_mnist5k_pipelines_equal_the_image_pipelines_flattened():
+    """The flattened mnist5k pipelines read arrays flattened once per process
+    instead of mapping a reshape; the batches (values and order, over two
+    reshuffled epochs) are those of the image pipelines, reshaped."""
+    flat = data.make_datasets("mnist5k", batch_size=512, seed=3, flatten=True)
+    images = data.make_datasets("mnist5k", batch_size=512, seed=3, flatten=False)
+    assert flat.input_shape == (784,)
+    for split in ("train", "train", "test"):  # the train pipeline twice: epochs
+        a = list(getattr(flat, split))
+        b = list(getattr(images, split))
+        assert len(a) == len(b) > 1
+        for (xa, ya), (xb, yb) in zip(a, b):
+            np.testing.assert_array_equal(xa.numpy(), xb.numpy().reshape(len(xb), -1))
+            np.testing.assert_array_equal(ya.numpy(), yb.numpy())

@@ -100,7 +100,26 @@ def test_members_equal_the_points_trained_alone(name, tmp_path):
         written = json.loads((tmp_path / f"p{p}" / "results.json").read_text())
         assert written["config"] == config.to_dict()
         assert set(written["models"]) == {"sparse", "dense"}
-        assert (tmp_path / f"p{p}" / "tensorboard" / "sparse" / "egf").is_dir()
+        for name in ("sparse", "dense"):  # the same TensorBoard scalars
+            for run in ("train", "egf"):
+                mine = _scalars(tmp_path / f"p{p}" / "tensorboard" / name / run)
+                theirs = _scalars(tmp_path / f"alone{p}" / "tensorboard" / name / run)
+                assert mine.keys() == theirs.keys() and mine, (name, run)
+                for tag, values in theirs.items():
+                    assert [s for s, _ in mine[tag]] == [s for s, _ in values], tag
+                    np.testing.assert_allclose([v for _, v in mine[tag]],
+                                               [v for _, v in values], rtol=1e-5,
+                                               err_msg=tag)
+
+
+def _scalars(log_dir):
+    """{tag: [(step, value)]} of a TensorBoard run's scalar summaries."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    return {tag: [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+            for tag in acc.Tags()["tensors"]}
 
 
 def test_a_diverging_member_is_frozen_and_the_others_go_on(tmp_path):
@@ -114,6 +133,41 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on(tmp_path):
         assert bad["test_accuracy"] is None and bad["epochs_run"] == 1
         assert not good["diverged"] and good["epochs_run"] == 2
         assert 0.3 < good["test_accuracy"] <= 1.0
+
+
+def test_shared_rate_steps_and_a_frozen_member(tmp_path):
+    """With one shared rate the optimizer runs at it (the plain step); the
+    scaling step, used once a member has diverged, takes the same step for
+    the members still training and keeps a frozen member's weights."""
+    configs = [_config(seed=0, dense_width=12), _config(seed=1, dense_width=8)]
+    members = packing._members(configs)
+    trainer = packing.PackedTrainer(members)
+    assert trainer.shared_rate
+    x, y = next(iter(trainer._stacked([m.datasets.train for m in members])))
+    start = [v.numpy() for v in trainer.packed.trainable_variables]
+    state = [v.numpy() for v in trainer.optimizer.variables]
+
+    def step(fn):  # from the same weights and optimizer state
+        for v, value in zip(trainer.packed.trainable_variables + trainer.optimizer.variables,
+                            start + state):
+            v.assign(value)
+        fn(x, y, tf.constant(True))
+        return [v.numpy() for v in trainer.packed.trainable_variables]
+
+    plain, scaled = step(trainer._plain_step), step(trainer._step)
+    for a, b, s0 in zip(plain, scaled, start):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        assert np.abs(a - s0).max() > 0
+    trainer.alive.assign([False, True, True, True])
+    frozen = step(trainer._step)
+    for a, b, s0 in zip(frozen, plain, start):
+        np.testing.assert_array_equal(a[0], s0[0])  # member 0 kept its weights
+        np.testing.assert_allclose(a[1:], b[1:], rtol=1e-6, atol=1e-7)
+    trainer.train()  # whole epochs with member 0 frozen from the start
+    for v, s0 in zip(trainer.packed.trainable_variables, start):
+        np.testing.assert_array_equal(v.numpy()[0], s0[0])
+        assert np.abs(v.numpy()[1:] - s0[1:]).max() > 0
+    assert "loss" not in members[0].history and len(members[1].history["loss"]) == 2
 
 
 def test_grouping_and_unsupported_settings():
