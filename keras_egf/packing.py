@@ -17,11 +17,14 @@ Each member keeps what it would have alone:
   the batch, x of shape (batch, K, features));
 - its objective: the packed loss is the sum of the members' mean losses,
   so each member's gradient is its own;
-- its learning rate: the optimizer runs at rate 1 and each member's step is
-  scaled by its own rate afterwards. SGD, momentum, Adagrad, RMSProp, Adam
-  and AdamW all move the weights by rate x (an update independent of the
-  rate), so this is the same step; their momentum buffers then hold the
-  unscaled update, which does not change the weights;
+- its learning rate: members sharing one rate (all of a pack's, as on a
+  grid without a learning-rate axis) train with the optimizer at that rate,
+  as each would alone. Otherwise the optimizer runs at rate 1 and each
+  member's step is scaled by its own rate afterwards. SGD, momentum,
+  Adagrad, RMSProp, Adam and AdamW all move the weights by rate x (an
+  update independent of the rate), so this is the same step; their
+  momentum buffers then hold the unscaled update, which does not change
+  the weights;
 - its divergence handling: a member whose running epoch loss becomes NaN,
   Inf or exceeds 1e6 is frozen (rate 0) and recorded, the others go on;
 - its fixed-batch EGF points, History, results.json and TensorBoard run, in
