@@ -297,19 +297,21 @@ class PackedTrainer:
         # tensor): for the small MLPs packing is for, the four reductions
         # cost less than tracing a second step.
         step_signature = signature + [tf.TensorSpec((), tf.bool)]
-        self._step = tf.function(  # every step when the members' rates differ,
-            functools.partial(self._train_step, scale=True),  # else once one
+        # The scaling step serves every step when the members' rates differ;
+        # with one shared rate, the plain step serves until a member diverges.
+        self._step = tf.function(
+            functools.partial(self._train_step, scale=True),
             autograph=False, jit_compile=jit, input_signature=step_signature)
-        # ... has diverged; until then, with one shared rate, the plain step
         self._plain_step = tf.function(
             functools.partial(self._train_step, scale=False),
             autograph=False, jit_compile=jit, input_signature=step_signature)
-        self._evaluate = tf.function(  # test batches as they come: one copy
-            self._evaluate_step, autograph=False, input_signature=[  # per member inside
+        # Test batches as the pipeline gives them, repeated per member inside.
+        self._evaluate = tf.function(
+            self._evaluate_step, autograph=False, input_signature=[
                 tf.TensorSpec((None,) + tuple(ds.input_shape), tf.float32),
                 tf.TensorSpec((None,), tf.int64)])
         self._objective_grads = compiled(self._objective_gradients)
-        self._fixed = None  # the fixed batches, stacked
+        self._fixed = self._fixed_batches()
 
     # --- the packed objective and step ------------------------------------
     def _member_losses(self, x, y, training):
@@ -351,15 +353,14 @@ class PackedTrainer:
             before = [tf.identity(v) for v in weights]
         self.optimizer.apply(grads, weights)
         if scale:
-            # Each member's step at its own rate (or, with a shared rate,
-            # as taken); a frozen (diverged) member's weights stay.
-            rate = (tf.where(self.alive, 1.0, 0.0) if self.shared_rate
-                    else tf.where(self.alive, self.rates, 0.0))[:, None]
+            # Each member's step at its own rate (with a shared rate, the
+            # step as taken); a frozen (diverged) member's weights stay.
+            rate = tf.where(self.alive, self.rates, 0.0)[:, None]
             for v, b in zip(weights, before):  # every variable: K members' slices
                 vk = tf.reshape(v, (len(self.members), -1))
                 bk = tf.reshape(b, (len(self.members), -1))
-                v.assign(tf.reshape(tf.where(rate > 0, bk + rate * (vk - bk), bk),
-                                    v.shape))
+                stepped = vk if self.shared_rate else bk + rate * (vk - bk)
+                v.assign(tf.reshape(tf.where(rate > 0, stepped, bk), v.shape))
         # The epoch's running statistics of the members still training, and
         # divergence as keras_egf.callbacks.DivergenceMonitor sees it: the
         # running mean loss after this step NaN, Inf or above MAX_LOSS.
@@ -423,8 +424,6 @@ class PackedTrainer:
 
     # --- training -----------------------------------------------------------
     def _fixed_batch_points(self, epoch, alive):
-        if self._fixed is None:  # stacked once per pack
-            self._fixed = self._fixed_batches()
         total = sum(int(y.shape[0]) for _, y in self._fixed)
         accumulated = None
         for x, y in self._fixed:
