@@ -32,8 +32,12 @@ Each member keeps what it would have alone:
 
 Equivalence: a member ends with the weights, metrics and gf/EGF of the same
 point trained alone up to float rounding (batched matmuls sum in another
-order; tests check 1e-5 after a few steps). Over long runs the rounding
-differences grow as any two float32 trainings of a chaotic system do.
+order; tests check 1e-5 after a few steps, and the smoke grid's report
+agrees in every value). Over long runs the rounding differences stay small
+where training is well conditioned and grow where it is chaotic (say
+RMSProp without BatchNorm at a high learning rate), as they do between any
+two float32 runs that sum in different orders, packed or not
+(`benchmarks/packing.py` runs such a control beside the pack).
 
 Supported: the MLP of `keras_egf.architectures` with relu, prelu, elu,
 swish or sigmoid, any regularisers (NR, L2, DA, SC, BN), static masks from
@@ -115,18 +119,21 @@ def group_points(points, config_of, size):
 
 
 class PackedDense(keras.layers.Layer):
-    """K Dense layers in one: kernel (K, fan_in, units), bias (K, units);
-    `mask` (pruning and structure) and `structure` (the member's own shape)
-    are non-trainable 0/1 arrays of the kernel's shape."""
+    """K Dense layers in one: kernel (K, fan_in, units), bias (K, units)
+    unless `use_bias=False`; `mask` (pruning and structure) and `structure`
+    (the member's own shape) are non-trainable 0/1 arrays of the kernel's
+    shape."""
 
-    def __init__(self, members, units, **kwargs):
+    def __init__(self, members, units, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self.members, self.units = int(members), int(units)
+        self.use_bias = bool(use_bias)
 
     def build(self, input_shape):
         shape = (self.members, int(input_shape[-1]), self.units)
         self.kernel = self.add_weight(name="kernel", shape=shape, initializer="zeros")
-        self.bias = self.add_weight(name="bias", shape=shape[::2], initializer="zeros")
+        self.bias = (self.add_weight(name="bias", shape=shape[::2], initializer="zeros")
+                     if self.use_bias else None)
         self.mask = self.add_weight(name="mask", shape=shape, initializer="zeros",
                                     trainable=False)
         self.structure = self.add_weight(name="structure", shape=shape,
@@ -135,19 +142,21 @@ class PackedDense(keras.layers.Layer):
     def call(self, inputs):
         # Pruned and padded kernel entries are 0 (masked gradients keep them
         # so), so the kernel is its own effective kernel.
-        return tf.einsum("bki,kio->bko", inputs, self.kernel) + self.bias
+        outputs = tf.einsum("bki,kio->bko", inputs, self.kernel)
+        return outputs + self.bias if self.use_bias else outputs
 
 
 def _packed_mlp(members, input_dim, widths, num_classes, activation, batch_norm,
                 skip_connections):
     """The packed MLP: layer names as `build_mlp`'s (hidden_i, output,
     batch_norm_i, <activation>_i, skip_i)."""
-    from keras_egf.architectures import activation_layer
+    from keras_egf.architectures.common import activation_layer, bias_before_norm
 
     inputs = keras.Input(shape=(members, input_dim), name="inputs")
     x = inputs
     for i, units in enumerate(widths):
-        h = PackedDense(members, units, name=f"hidden_{i}")(x)
+        h = PackedDense(members, units, use_bias=bias_before_norm(batch_norm),
+                        name=f"hidden_{i}")(x)
         if batch_norm:  # statistics per member and unit: K * units features
             h = keras.layers.Reshape((members * units,))(h)
             h = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(h)
@@ -214,14 +223,17 @@ def _copy_in(packed, members):
         for k, member in enumerate(members):
             source = member.model.get_layer(layer.name)
             if isinstance(layer, PackedDense):
+                slot = {name: values[i] for i, name in enumerate(
+                    v.path.rsplit("/", 1)[-1] for v in layer.weights)}
                 kernel = source.kernel.numpy()
                 mask = (source.mask.numpy().astype(np.float32)
                         if layers_lib.is_masked_layer(source) else np.ones_like(kernel))
                 fi, fo = kernel.shape
-                values[0][k, :fi, :fo] = kernel * mask
-                values[1][k, :fo] = source.bias.numpy()
-                values[2][k, :fi, :fo] = mask
-                values[3][k, :fi, :fo] = 1.0
+                slot["kernel"][k, :fi, :fo] = kernel * mask
+                if layer.use_bias:
+                    slot["bias"][k, :fo] = source.bias.numpy()
+                slot["mask"][k, :fi, :fo] = mask
+                slot["structure"][k, :fi, :fo] = 1.0
             else:  # BatchNorm (gamma, beta, moving mean/variance), PReLU:
                 # (K * units,) or (K, units), member k's units first
                 for target, value in zip(values, source.get_weights()):
@@ -241,7 +253,8 @@ def member_weights(packed, member, k):
         if isinstance(source, PackedDense):
             kernel = source.kernel.numpy()[k]
             fi, fo = shapes[0]
-            out[layer.name] = [kernel[:fi, :fo], source.bias.numpy()[k, :fo]]
+            out[layer.name] = [kernel[:fi, :fo]] + (
+                [source.bias.numpy()[k, :fo]] if source.use_bias else [])
         else:
             members = int(packed.inputs[0].shape[1])
             out[layer.name] = [w.numpy().reshape(members, -1)[k, :s[-1]]

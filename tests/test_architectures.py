@@ -185,3 +185,34 @@ def test_masked_convnet_measures_equal_plain_conv2d_twin():
     for m in ke.GRADIENT_FLOW_METRICS:
         np.testing.assert_allclose(logs[m], step[m], rtol=1e-5, err_msg=m)
     assert set(fixed["layers"]) == {f"conv_{i}" for i in range(4)} | {"head", "output"}
+
+
+@pytest.mark.parametrize("build, kwargs", [
+    ("mlp", dict(input_shape=(20,), hidden_widths=[12, 12], skip_connections=True)),
+    ("mlp", dict(input_shape=(20,), hidden_widths=[9])),
+    ("cnn", dict(input_shape=(8, 8, 2), widths=[4, 6, 6, 8, 5])),
+])
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_no_bias_feeds_batch_norm_and_no_weight_gets_only_rounding_noise(
+        build, kwargs, batch_norm):
+    """BatchNorm removes the batch mean, so a bias before it has a zero
+    gradient in exact arithmetic (float32 rounding noise in practice, which
+    Adam/RMSProp scale up to +-lr steps): layers that feed a BatchNorm have
+    none; the others, and the logits, keep theirs."""
+    import tensorflow as tf
+
+    builder = architectures.build_mlp if build == "mlp" else architectures.build_cnn
+    model = builder(num_classes=3, batch_norm=batch_norm, seed=0, **kwargs)
+    biased = {l.name for l in ke.prunable_layers(model) if l.bias is not None}
+    prunable = [l.name for l in ke.prunable_layers(model)]
+    assert biased == (set(prunable) if not batch_norm else {prunable[-1]})
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32,) + kwargs["input_shape"]).astype("float32")
+    y = rng.integers(0, 3, 32)
+    with tf.GradientTape() as tape:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(
+            y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    for v, g in zip(model.trainable_variables, grads):
+        # a bias before BatchNorm would show max |g| ~ 1e-9 here
+        assert float(np.max(np.abs(g))) > 1e-5, v.path

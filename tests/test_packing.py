@@ -33,11 +33,11 @@ def _alone(config, tmp_path):
     return pair, results
 
 
-# Adam (and RMSProp) with BatchNorm is left out on purpose: a bias before
-# BatchNorm has a zero gradient in exact arithmetic, and Adam turns its
-# float noise (which differs between two summation orders) into +-lr steps,
-# so those biases and the inference-mode outputs drift apart from step one;
-# every other weight still agrees (docs: README, packed sweeps).
+# Adam and RMSProp with BatchNorm are where a bias before BatchNorm (zero
+# gradient in exact arithmetic, float noise in practice, which they scale up
+# to +-lr steps) made the pack and the point trained alone drift apart; the
+# MLP has no such bias (architectures.common.bias_before_norm), so they agree
+# like every other setting.
 SETTINGS = {
     # sigmoid(0) = 0.5: padded units are not 0, so their kernel rows get a
     # gradient, which the structural mask must keep out of gf.
@@ -47,6 +47,9 @@ SETTINGS = {
                           activation="elu", learning_rate=0.1),
     "momentum_skip_prelu": dict(optimizer="momentum", regularizers=("sc",),
                                 activation="prelu", learning_rate=0.05),
+    "adam_bn_relu": dict(optimizer="adam", regularizers=("bn",), activation="relu"),
+    "rmsprop_bn_swish": dict(optimizer="rmsprop", regularizers=("bn",),
+                             activation="swish", learning_rate=0.005),
     "adagrad_swish_da": dict(optimizer="adagrad", activation="swish",
                              regularizers=("da",), learning_rate=0.05),
 }

@@ -6,6 +6,7 @@ import keras
 
 from keras_egf.architectures.common import (
     activation_layer,
+    bias_before_norm,
     check_activation,
     check_initializers,
     check_num_classes,
@@ -55,7 +56,8 @@ def build_cnn(input_shape, num_classes, widths=DEFAULT_WIDTHS, activation="relu"
         input_shape: (height, width, channels).
         widths: the four conv layers' channels and the head's units.
         batch_norm: BatchNorm after each convolution and the head, before
-            the activation.
+            the activation; those layers then have no bias
+            (see `bias_before_norm`).
         weight_decay: L2 factor on every kernel (0 = none).
         masked: MaskedConv2D/MaskedDense (True) or plain Keras layers.
         kernel_initializers: one per prunable layer; default He/Glorot
@@ -82,13 +84,15 @@ def build_cnn(input_shape, num_classes, widths=DEFAULT_WIDTHS, activation="relu"
     x = inputs
     for i in range(4):
         x = conv_cls(widths[i], KERNEL_SIZE, padding="same",
+                     use_bias=bias_before_norm(batch_norm),
                      kernel_initializer=inits[i], kernel_regularizer=regularizer,
                      name=names[i])(x)
         x = normalise_and_activate(x, i)
         if i in _POOL_AFTER:
             x = keras.layers.MaxPooling2D(name=f"pool_{i}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-    x = dense_cls(widths[4], kernel_initializer=inits[4],
+    x = dense_cls(widths[4], use_bias=bias_before_norm(batch_norm),
+                  kernel_initializer=inits[4],
                   kernel_regularizer=regularizer, name=names[4])(x)
     x = normalise_and_activate(x, 4)
     outputs = dense_cls(num_classes, kernel_initializer=inits[5],

@@ -29,6 +29,22 @@ def activation_layer(activation, name):
     return keras.layers.Activation(keras_name, name=name)
 
 
+def bias_before_norm(batch_norm):
+    """Whether a Dense/Conv layer that feeds `batch_norm` (True: a
+    BatchNormalization follows it) gets a bias: not when one follows.
+
+    BatchNorm subtracts the batch mean, so such a bias changes nothing the
+    network computes in training and its gradient is zero in exact
+    arithmetic; in float32 it is summation rounding (~1e-9). Adam and RMSProp
+    divide by the gradient's running RMS, which turns that noise into steps
+    of a fair fraction of the learning rate, and the bias then reaches test
+    outputs through BatchNorm's lagging moving mean. A bias there would make
+    BN results depend on summation order (oneDNN on or off, packed or not);
+    without it they do not, and the network computes the same functions.
+    """
+    return not batch_norm
+
+
 def check_widths(hidden_widths, what="An MLP needs at least one hidden layer"):
     """Validates a list of hidden widths (at least one, each positive)."""
     widths = list(hidden_widths)

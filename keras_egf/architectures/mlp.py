@@ -5,6 +5,7 @@ import numpy as np
 
 from keras_egf.architectures.common import (
     activation_layer,
+    bias_before_norm,
     check_activation,
     check_initializers,
     check_num_classes,
@@ -47,7 +48,8 @@ def build_mlp(
         hidden_widths: list of hidden layer widths (depth = its length).
         num_classes: units of the output layer (logits, no softmax).
         activation: one of ACTIVATIONS.
-        batch_norm: BatchNorm after each hidden Dense, before the activation.
+        batch_norm: BatchNorm after each hidden Dense, before the activation;
+            those Dense layers then have no bias (see `bias_before_norm`).
         skip_connections: add each hidden layer's input to its output
             (hidden widths must then be equal).
         weight_decay: L2 factor on every kernel (0 = none).
@@ -75,9 +77,9 @@ def build_mlp(
     dense_cls = MaskedDense if masked else keras.layers.Dense
     regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
 
-    def dense(i, units):
+    def dense(i, units, use_bias=True):
         return dense_cls(
-            units, kernel_initializer=kernel_initializers[i],
+            units, use_bias=use_bias, kernel_initializer=kernel_initializers[i],
             kernel_regularizer=regularizer, name=names[i])
 
     inputs = keras.Input(shape=tuple(input_shape), name="inputs")
@@ -85,7 +87,7 @@ def build_mlp(
     if len(input_shape) > 1:
         x = keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(widths):
-        h = dense(i, units)(x)
+        h = dense(i, units, use_bias=bias_before_norm(batch_norm))(x)
         if batch_norm:
             h = keras.layers.BatchNormalization(name=f"batch_norm_{i}")(h)
         h = activation_layer(activation, name=f"{activation}_{i}")(h)
