@@ -1,8 +1,13 @@
 """Helpers the benchmark scripts share: epoch timing inside `fit`, ratio
-rows, and writing the results file."""
+rows, and writing the results files."""
 
+import os
+import re
 import statistics
 import time
+
+SUMMARY = os.path.join(os.path.dirname(__file__), "RESULTS.md")
+_SECTION = re.compile(r"\n<!-- section (\S+) -->\n.*?<!-- /section \1 -->\n", re.S)
 
 
 def epoch_timer(keras):
@@ -33,3 +38,36 @@ def print_and_write(text, path, write=True):
         from keras_egf.files import write_text_atomic
         write_text_atomic(path, text)
         print(f"Wrote {path}")
+
+
+def _sections(text):
+    """{key: marked section} of a results file's text."""
+    return {m.group(1): m.group(0) for m in _SECTION.finditer(text)}
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def with_kept_sections(text, path=SUMMARY):
+    """`text` (a benchmark's new RESULTS.md body) followed by the sections
+    other benchmarks keep in `path` (see `write_summary_section`)."""
+    return _SECTION.sub("", text) + "".join(_sections(_read(path)).values())
+
+
+def write_summary_section(key, body, path=SUMMARY, write=True):
+    """Puts `body` (a benchmark's headline rows) into RESULTS.md as section
+    `key`, replacing that section and keeping the rest of the file."""
+    section = f"\n<!-- section {key} -->\n{body.rstrip()}\n<!-- /section {key} -->\n"
+    old = _read(path)
+    sections = _sections(old)
+    sections[key] = section
+    text = _SECTION.sub("", old) + "".join(sections[k] for k in sorted(sections))
+    if write:
+        from keras_egf.files import write_text_atomic
+        write_text_atomic(path, text)
+    return text

@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from benchmarks.common import print_and_write, with_kept_sections
+
 RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS.md")
 EVERY = (1, 8, 16, 32)  # gradient_flow_every intervals measured
 MASKED_TARGET, TRACKING_TARGET = 1.05, 1.03
@@ -204,13 +206,8 @@ def main(argv=None):
                      f"--rounds={args.rounds} --samples={args.samples}")
     times = measure(rounds=args.rounds, samples=args.samples)
     text = report(times, args.rounds, args.samples)
-    print(text)
-    if not args.no_write:
-        tmp = RESULTS + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, RESULTS)
-        print(f"Wrote {RESULTS}")
+    # RESULTS.md also holds other benchmarks' headline rows: keep them
+    print_and_write(with_kept_sections(text, RESULTS), RESULTS, not args.no_write)
 
 
 if __name__ == "__main__":

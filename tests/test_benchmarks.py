@@ -1,0 +1,34 @@
+"""The benchmarks' results files: RESULTS.md keeps each benchmark's
+headline section when another benchmark rewrites it."""
+
+from benchmarks import common
+from benchmarks import packing
+
+
+def test_summary_sections_survive_rewrites(tmp_path):
+    path = str(tmp_path / "RESULTS.md")
+    common.write_summary_section("packing", "## Packed\n\n| a | 1 |", path)
+    common.write_summary_section("dynamic", "## Dynamic\n\n| b | 2 |", path)
+    common.write_summary_section("packing", "## Packed\n\n| a | 3 |", path)  # replaced
+    text = open(path).read()
+    assert text.count("## Packed") == 1 and "| a | 3 |" in text and "| a | 1 |" not in text
+    assert "| b | 2 |" in text
+    # The main benchmark rewrites the body; both sections stay, once each.
+    body = common.with_kept_sections("# Benchmark results\n\n| x | 9 |\n", path)
+    open(path, "w").write(body)
+    body = common.with_kept_sections("# Benchmark results\n\n| x | 10 |\n", path)
+    assert body.startswith("# Benchmark results\n\n| x | 10 |\n")
+    assert body.count("## Packed") == 1 and body.count("## Dynamic") == 1
+    assert "| x | 9 |" not in body
+
+
+def test_packing_summary_takes_the_ratio_and_agreement_rows():
+    text = packing.report(
+        "configs/grids/smoke.json", 16,
+        {"unpacked": 100.0, "pack=16": 20.0, packing.CONTROL: 100.0},
+        {k: [] for k in ("unpacked", "pack=16", packing.CONTROL)},
+        {k: 36 for k in ("unpacked", "pack=16", packing.CONTROL)},
+        {k: {("p", "sparse"): 1.0} for k in ("unpacked", "pack=16", packing.CONTROL)})
+    summary = packing.summary(text)
+    assert "| trials per hour, pack=16 / unpacked | 5.00 | >= 4.0 | yes |" in summary
+    assert "- pack=16: 0 of 0" in summary and f"- {packing.CONTROL}: 0 of 0" in summary
