@@ -42,4 +42,4 @@ from keras_egf.pruning import (
     strip_pruning,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -58,6 +58,7 @@ class Trial:
     config: dict
     models: dict
     num_classes: int = None
+    library_version: str = None  # keras_egf's version that wrote it
 
     @property
     def regularizer(self):
@@ -106,6 +107,26 @@ class Sweep:
             counts[reason] = counts.get(reason, 0) + 1
         return counts
 
+    def library_versions(self):
+        """{keras_egf version: number of trials} ("unknown" if not recorded)."""
+        counts = {}
+        for t in self.trials:
+            v = t.library_version or "unknown"
+            counts[v] = counts.get(v, 0) + 1
+        return counts
+
+
+def mixed_versions_text(counts, what="trials"):
+    """A warning naming each keras_egf version and its count, or "" when
+    all `counts` ({version: n}) are one version."""
+    if len(counts) < 2:
+        return ""
+    listed = ", ".join(f"{v} ({n} {what})" for v, n in sorted(counts.items()))
+    return (f"Warning: these {what} were written by different keras_egf "
+            f"versions: {listed}. Versions can build or train the same "
+            "config differently, so their numbers are not comparable; re-run "
+            "the older ones (delete their results.json, run the sweep again).")
+
 
 def _finite(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -113,6 +134,19 @@ def _finite(value):
 
 def read_results(path):
     """(config, models, num_classes) of a results.json, or ValueError why not."""
+    results = _read_results(path)
+    num_classes = (results.get("dataset") or {}).get("num_classes")
+    return results["config"], results["models"], num_classes
+
+
+def library_version(results):
+    """The keras_egf version a results dict records, or None."""
+    versions = results.get("versions")
+    return versions.get("keras_egf") if isinstance(versions, dict) else None
+
+
+def _read_results(path):
+    """A results.json's dict, checked to hold config and models objects."""
     try:
         with open(path) as f:
             results = json.load(f)
@@ -121,8 +155,7 @@ def read_results(path):
             raise TypeError("config/models are not objects")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a keras-egf results file ({e})") from None
-    num_classes = (results.get("dataset") or {}).get("num_classes")
-    return config, models, num_classes
+    return results
 
 
 def load_sweep(sweep_dir, strict=False):
@@ -141,14 +174,16 @@ def load_sweep(sweep_dir, strict=False):
         if "results.json" in files:
             path = os.path.join(root, "results.json")
             try:
-                config, models, num_classes = read_results(path)
+                results = _read_results(path)
             except ValueError as e:
                 if strict:
                     raise
                 incomplete.append(f"{name} (failed: unreadable results.json: "
                                   f"{str(e).split(': ', 1)[-1]})")
                 continue
-            trials.append(Trial(name, path, config, models, num_classes))
+            trials.append(Trial(name, path, results["config"], results["models"],
+                                (results.get("dataset") or {}).get("num_classes"),
+                                library_version(results)))
         elif "trial.json" in files:  # a Keras Tuner trial without results
             try:
                 with open(os.path.join(root, "trial.json")) as f:
@@ -225,7 +260,8 @@ def _left_out_text(sweep):
         text += (f" {len(sweep.incomplete)} trial folder(s) without usable "
                  f"results (interrupted, running or failed): "
                  f"{', '.join(sweep.incomplete)}.")
-    return text
+    mixed = mixed_versions_text(sweep.library_versions())
+    return text + (f"\n\n**{mixed}**" if mixed else "")
 
 
 def _by_setting_sections(sweep, output_dir, files):

@@ -267,3 +267,21 @@ def test_by_setting_means_and_per_optimizer_sensitivity(tmp_path):
     assert "| regularizer | pairs |" in text
     with open(out / "by_setting.csv") as f:
         assert len(list(csv.DictReader(f))) == 2 + 2 + 2
+
+
+def test_results_of_different_library_versions_are_named(tmp_path):
+    path, _ = _fixture(tmp_path)
+    out = tmp_path / "report"
+    text = report.write_report(path, str(out), min_pairs=3)["left_out"]
+    assert "different keras_egf versions" not in text  # none recorded: one kind
+    for i, version in ((0, "0.1.0"), (1, "0.1.0"), (2, "0.2.0")):
+        f = os.path.join(path, f"trial_{i:02d}", "results.json")
+        results = json.load(open(f))
+        results["versions"] = {"keras_egf": version, "tensorflow": "2.21.0"}
+        json.dump(results, open(f, "w"))
+    sweep = report.load_sweep(path)
+    assert sweep.library_versions() == {"0.1.0": 2, "0.2.0": 1, "unknown": 10}
+    text = report.write_report(path, str(out), min_pairs=3)["left_out"]
+    assert ("different keras_egf versions: 0.1.0 (2 trials), 0.2.0 (1 trials), "
+            "unknown (10 trials)") in text
+    assert "different keras_egf versions" in (out / "report.md").read_text()

@@ -358,6 +358,27 @@ def test_finished_results_are_reused_not_rerun(tmp_path):
     assert sweep._finished_results(str(path.parent), spec.config({"optimizer": "adam"})) == stored
 
 
+def test_resuming_over_results_of_another_version_warns(tmp_path):
+    """The start line names finished results that another keras_egf version
+    wrote (it may build the same config differently); they are kept."""
+    grid = _grid_file(tmp_path, {"optimizer": ["sgd", "adam"]}, epochs=1, egf_points=1)
+    out = tmp_path / "sweep"
+    first = subprocess.run(_sweep_cmd(grid, out, "--max_trials=1"), cwd=ROOT, env=_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "Warning" not in first.stdout
+    (path,) = out.glob("trial_*/results.json")
+    results = json.loads(path.read_text())
+    results["versions"]["keras_egf"] = "0.0.1"
+    path.write_text(json.dumps(results))
+    again = subprocess.run(_sweep_cmd(grid, out), cwd=ROOT, env=_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "(1 already finished)" in again.stdout
+    assert "another keras_egf version (1 by 0.0.1); this is" in again.stdout
+    assert json.loads(path.read_text())["versions"]["keras_egf"] == "0.0.1"  # kept
+
+
 def test_resuming_with_another_grid_is_refused(tmp_path):
     a = grid_lib.parse_grid({"name": "a", "grid": {"optimizer": ["sgd"]}})
     b = grid_lib.parse_grid({"name": "a", "grid": {"optimizer": ["adam"]}})

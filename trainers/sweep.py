@@ -134,6 +134,19 @@ def main(argv):
     print(f"Sweep {grid.name!r}: {tuner.total_trials} trials{packs} into {FLAGS.output_dir}"
           + (f" ({done} already finished)" if done else "")
           + (f" as {role}" if role else ""), flush=True)
+    if done:
+        import keras_egf
+
+        versions = tuner.finished_versions()
+        older = {v: n for v, n in versions.items() if v != keras_egf.__version__}
+        if older:
+            listed = ", ".join(f"{n} by {v}" for v, n in sorted(older.items()))
+            print(f"Warning: finished results in {FLAGS.output_dir} were written by "
+                  f"another keras_egf version ({listed}); this is "
+                  f"{keras_egf.__version__}. Versions can build or train the same "
+                  "config differently, so the report would mix numbers that are "
+                  "not comparable: delete those results.json files to re-run "
+                  "them (or start over with --overwrite).", flush=True)
     try:
         tuner.search(verbose=0)
     except BaseException as e:  # an interrupt may surface as another error
