@@ -12,6 +12,7 @@ benchmarks/RESULTS_PACKING.md.
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -41,8 +42,6 @@ CONTROL = "unpacked, oneDNN off"
 
 def _test_losses(sweep_dir):
     """{(point settings, model): test loss} of every results.json."""
-    import json
-
     out = {}
     for path, _, files in os.walk(sweep_dir):
         if "results.json" in files:
@@ -77,8 +76,6 @@ def measure(grid, pack, work):
 
 def _largest_drift(a, b):
     """(largest relative test-loss difference, its point) between two sweeps."""
-    import json
-
     worst, where = 0.0, ""
     for key, x in a.items():
         d = abs(b[key] - x) / max(abs(x), 1e-12)
@@ -103,28 +100,36 @@ def _agreement(a_rows, b_rows):
     return same, total, first
 
 
-def report(grid, pack, seconds, tables, points, losses):
+def _headline(pack, seconds, tables, points):
+    """The throughput ratio row and the report-agreement lines (packed,
+    control): what RESULTS_PACKING.md and RESULTS.md's section both show."""
     packed = f"pack={pack}"
     rate = {k: points[k] / seconds[k] * 3600 for k in seconds}
     ratio = rate[packed] / rate["unpacked"]
+    row = (f"| trials per hour, {packed} / unpacked | {ratio:.2f} | >= {TARGET} | "
+           f"{'yes' if ratio >= TARGET else 'no'} |")
+    agreement = []
+    for label in (packed, CONTROL):
+        same, total, first = _agreement(tables[label], tables["unpacked"])
+        agreement.append(f"- {label}: {same} of {total}" +
+                         (f" (first difference: {first})" if first else ""))
+    return rate, row, agreement
+
+
+def report(grid, pack, seconds, tables, points, losses):
+    rate, row, agreement = _headline(pack, seconds, tables, points)
     lines = ["# Packed sweeps", "",
              f"Grid {os.path.relpath(grid, ROOT)}, one process each, on this machine "
              f"({os.cpu_count()} cores).", "",
              "| sweep | points | wall s | trials per hour |", "|---|---|---|---|"]
     for k in seconds:
         lines.append(f"| {k} | {points[k]} | {seconds[k]:.1f} | {rate[k]:.0f} |")
-    lines += ["", "| ratio | value | target | met |", "|---|---|---|---|",
-              f"| trials per hour, {packed} / unpacked | {ratio:.2f} | >= {TARGET} | "
-              f"{'yes' if ratio >= TARGET else 'no'} |", "",
+    lines += ["", "| ratio | value | target | met |", "|---|---|---|---|", row, "",
               "Report agreement with the unpacked sweep (Kendall/Spearman τ, ρ and "
-              "their p, equal to 3 significant digits):", ""]
-    for label in (packed, CONTROL):
-        same, total, first = _agreement(tables[label], tables["unpacked"])
-        lines.append(f"- {label}: {same} of {total}" +
-                     (f" (first difference: {first})" if first else ""))
+              "their p, equal to 3 significant digits):", "", *agreement]
     lines += ["", "Largest relative test-loss difference from the unpacked sweep, "
               "over every point and model:", ""]
-    for label in (packed, CONTROL):
+    for label in (f"pack={pack}", CONTROL):
         worst, where = _largest_drift(losses["unpacked"], losses[label])
         lines.append(f"- {label}: {worst:.1e} ({where})")
     lines += ["", f"The control ({CONTROL}) changes nothing but float rounding; "
@@ -134,13 +139,12 @@ def report(grid, pack, seconds, tables, points, losses):
     return "\n".join(lines) + "\n"
 
 
-def summary(text):
+def summary(pack, seconds, tables, points):
     """RESULTS.md's packing section: the throughput and agreement rows."""
-    ratio = next(l for l in text.splitlines() if l.startswith("| trials per hour,"))
-    agreement = [l for l in text.splitlines() if l.startswith("- ")][:2]
+    _, row, agreement = _headline(pack, seconds, tables, points)
     return "\n".join(["## Packed sweeps (benchmarks/packing.py; details in "
                       "RESULTS_PACKING.md)", "",
-                      "| ratio | value | target | met |", "|---|---|---|---|", ratio,
+                      "| ratio | value | target | met |", "|---|---|---|---|", row,
                       "", "Report agreement with the unpacked sweep, to 3 "
                       "significant digits:", "", *agreement])
 
@@ -155,9 +159,10 @@ def main(argv=None):
         parser.error(f"--pack must be >= 2. Received: --pack={args.pack}")
     with tempfile.TemporaryDirectory() as work:
         seconds, tables, points, losses = measure(args.grid, args.pack, work)
-    text = report(args.grid, args.pack, seconds, tables, points, losses)
-    print_and_write(text, RESULTS, not args.no_write)
-    write_summary_section("packing", summary(text), write=not args.no_write)
+    print_and_write(report(args.grid, args.pack, seconds, tables, points, losses),
+                    RESULTS, not args.no_write)
+    write_summary_section("packing", summary(args.pack, seconds, tables, points),
+                          write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -220,11 +220,10 @@ def _copy_in(packed, members):
         if not layer.weights:
             continue
         values = [v.numpy() for v in layer.weights]
+        slot = {v.name: value for v, value in zip(layer.weights, values)}
         for k, member in enumerate(members):
             source = member.model.get_layer(layer.name)
             if isinstance(layer, PackedDense):
-                slot = {name: values[i] for i, name in enumerate(
-                    v.path.rsplit("/", 1)[-1] for v in layer.weights)}
                 kernel = source.kernel.numpy()
                 mask = (source.mask.numpy().astype(np.float32)
                         if layers_lib.is_masked_layer(source) else np.ones_like(kernel))

@@ -116,13 +116,13 @@ class Sweep:
         return counts
 
 
-def mixed_versions_text(counts, what="trials"):
-    """A warning naming each keras_egf version and its count, or "" when
-    all `counts` ({version: n}) are one version."""
+def mixed_versions_text(counts):
+    """A warning naming each keras_egf version and its trial count, or ""
+    when all `counts` ({version: n}) are one version."""
     if len(counts) < 2:
         return ""
-    listed = ", ".join(f"{v} ({n} {what})" for v, n in sorted(counts.items()))
-    return (f"Warning: these {what} were written by different keras_egf "
+    listed = ", ".join(f"{v} ({n} trials)" for v, n in sorted(counts.items()))
+    return (f"Warning: these trials were written by different keras_egf "
             f"versions: {listed}. Versions can build or train the same "
             "config differently, so their numbers are not comparable; re-run "
             "the older ones (delete their results.json, run the sweep again).")

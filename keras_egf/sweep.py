@@ -341,20 +341,9 @@ class SCSDCTuner(keras_tuner.Tuner):
                       if name.startswith("trial_") and readable(name))
 
     def finished_versions(self):
-        """{keras_egf version: n} of the results.json files in the finished
-        trials' folders (packed points included); "unknown" if unrecorded."""
-        counts = {}
-        for name in self.finished_trials():
-            for root, dirs, files in os.walk(os.path.join(self.project_dir, name)):
-                dirs[:] = [d for d in dirs if d != "tensorboard"]
-                if "results.json" in files:
-                    try:
-                        with open(os.path.join(root, "results.json")) as f:
-                            version = report.library_version(json.load(f))
-                    except (OSError, ValueError):
-                        continue  # repair re-queues it
-                    counts[version or "unknown"] = counts.get(version or "unknown", 0) + 1
-        return counts
+        """{keras_egf version: n} of the finished results (packed points
+        included; "unknown" if unrecorded), as the report counts them."""
+        return report.load_sweep(self.project_dir).library_versions()
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)

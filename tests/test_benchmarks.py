@@ -23,12 +23,12 @@ def test_summary_sections_survive_rewrites(tmp_path):
 
 
 def test_packing_summary_takes_the_ratio_and_agreement_rows():
-    text = packing.report(
-        "configs/grids/smoke.json", 16,
-        {"unpacked": 100.0, "pack=16": 20.0, packing.CONTROL: 100.0},
-        {k: [] for k in ("unpacked", "pack=16", packing.CONTROL)},
-        {k: 36 for k in ("unpacked", "pack=16", packing.CONTROL)},
-        {k: {("p", "sparse"): 1.0} for k in ("unpacked", "pack=16", packing.CONTROL)})
-    summary = packing.summary(text)
-    assert "| trials per hour, pack=16 / unpacked | 5.00 | >= 4.0 | yes |" in summary
-    assert "- pack=16: 0 of 0" in summary and f"- {packing.CONTROL}: 0 of 0" in summary
+    labels = ("unpacked", "pack=16", packing.CONTROL)
+    seconds = {"unpacked": 100.0, "pack=16": 20.0, packing.CONTROL: 100.0}
+    tables, points = {k: [] for k in labels}, {k: 36 for k in labels}
+    text = packing.report("configs/grids/smoke.json", 16, seconds, tables, points,
+                          {k: {("p", "sparse"): 1.0} for k in labels})
+    summary = packing.summary(16, seconds, tables, points)
+    for line in ("| trials per hour, pack=16 / unpacked | 5.00 | >= 4.0 | yes |",
+                 "- pack=16: 0 of 0", f"- {packing.CONTROL}: 0 of 0"):
+        assert line in summary and line in text  # the same rows in both files
