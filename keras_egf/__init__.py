@@ -26,8 +26,11 @@ from keras_egf.layers import (
     MaskedDense,
     effective_kernel_gradients,
     prunable_layers,
+    prunable_weights,
 )
+from keras_egf.masking import masked_class
 from keras_egf.model import MaskedModel
+from keras_egf.prunable import PrunableLayer, register_prunable_layer
 from keras_egf.pruning import (
     all_distribution_names,
     all_pruning_method_names,
@@ -36,7 +39,9 @@ from keras_egf.pruning import (
     get_masks,
     magnitude_masks,
     prune,
+    is_pruned_m_by_n,
     prune_low_magnitude,
+    prune_scope,
     random_masks,
     register_pruning_method,
     strip_pruning,

@@ -22,6 +22,14 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_egf import prunable as prunable_lib
+from keras_egf.pruning_options import (  # noqa: F401
+    DEFAULT_MASK_DTYPE,
+    MASK_DTYPES,
+    PRUNING_OPTIONS,
+    PruningOptionsMixin,
+)
+
 # Modes of the forward mask product, chosen by `effective_kernel_gradients`.
 MASK_PRODUCT_AUTODIFF = "autodiff"  # kernel * mask, gradient masked.
 MASK_PRODUCT_STRAIGHT_THROUGH = "straight_through"  # kernel * mask, grad g.
@@ -32,10 +40,6 @@ MASK_PRODUCT_MODES = (
     MASK_PRODUCT_IDENTITY,
 )
 
-# Storage of the mask variable: one byte an entry by default (a quarter of a
-# float32 kernel's bytes), cast to the kernel's dtype where it is used.
-MASK_DTYPES = ("int8", "float32")
-DEFAULT_MASK_DTYPE = "int8"
 
 _state = threading.local()
 
@@ -78,16 +82,8 @@ def _straight_through_product(kernel, mask):
     return kernel * mask, grad
 
 
-class MaskedKernelMixin:
+class MaskedKernelMixin(PruningOptionsMixin):
     """Mask variable, effective kernel and mask setting shared by layers."""
-
-    def _set_mask_dtype(self, mask_dtype):
-        if mask_dtype not in MASK_DTYPES:
-            raise ValueError(
-                f"Unknown mask dtype. Expected one of {MASK_DTYPES}. "
-                f"Received: mask_dtype={mask_dtype!r}"
-            )
-        self.mask_dtype = mask_dtype
 
     def _build_mask(self):
         self.mask = self.add_weight(
@@ -97,10 +93,6 @@ class MaskedKernelMixin:
             trainable=False,
             dtype=self.mask_dtype,
         )
-
-    def _mask_config(self, config):
-        config["mask_dtype"] = self.mask_dtype
-        return config
 
     def _check_plain_kernel(self, kwargs):
         for name in ("lora_rank", "quantization_config"):
@@ -186,9 +178,13 @@ class MaskedDense(MaskedKernelMixin, keras.layers.Dense):
     starts all ones; set it with `set_mask` or `keras_egf.apply_masks`.
     """
 
-    def __init__(self, units, mask_dtype=DEFAULT_MASK_DTYPE, **kwargs):
+    def __init__(self, units, mask_dtype=DEFAULT_MASK_DTYPE,
+                 pruning_schedule=None, sparsity_m_by_n=None,
+                 block_size=(1, 1), block_pooling_type="AVG", **kwargs):
         self._check_plain_kernel(kwargs)
-        self._set_mask_dtype(mask_dtype)
+        self._set_pruning_options(mask_dtype, pruning_schedule,
+                                  sparsity_m_by_n, block_size,
+                                  block_pooling_type)
         if not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(
                 "Received an invalid value for `units`, expected a positive "
@@ -201,7 +197,7 @@ class MaskedDense(MaskedKernelMixin, keras.layers.Dense):
         self._build_mask()
 
     def get_config(self):
-        return self._mask_config(super().get_config())
+        return self._pruning_config(super().get_config())
 
     def call(self, inputs, training=None):
         x = ops.matmul(inputs, self.effective_kernel())
@@ -221,9 +217,12 @@ class MaskedConv2D(MaskedKernelMixin, keras.layers.Conv2D):
     """
 
     def __init__(self, filters, kernel_size, mask_dtype=DEFAULT_MASK_DTYPE,
-                 **kwargs):
+                 pruning_schedule=None, sparsity_m_by_n=None,
+                 block_size=(1, 1), block_pooling_type="AVG", **kwargs):
         self._check_plain_kernel(kwargs)
-        self._set_mask_dtype(mask_dtype)
+        self._set_pruning_options(mask_dtype, pruning_schedule,
+                                  sparsity_m_by_n, block_size,
+                                  block_pooling_type)
         if not isinstance(filters, (int, np.integer)) or filters <= 0:
             raise ValueError(
                 "Received an invalid value for `filters`, expected a positive "
@@ -236,7 +235,7 @@ class MaskedConv2D(MaskedKernelMixin, keras.layers.Conv2D):
         self._build_mask()
 
     def get_config(self):
-        return self._mask_config(super().get_config())
+        return self._pruning_config(super().get_config())
 
     def call(self, inputs):
         outputs = self.convolution_op(inputs, self.effective_kernel())
@@ -252,28 +251,134 @@ class MaskedConv2D(MaskedKernelMixin, keras.layers.Conv2D):
 
 
 def plain_config(layer):
-    """`layer.get_config()` less the mask options: a config the plain
-    Keras layer (Dense, Conv2D) accepts."""
+    """`layer.get_config()` less the pruning options: a config the plain
+    Keras layer (Dense, Conv2D, ...) accepts."""
     config = layer.get_config()
-    config.pop("mask_dtype", None)
+    for name in PRUNING_OPTIONS:
+        config.pop(name, None)
     return config
 
 
 def is_masked_layer(layer):
-    """True for layers that own a kernel mask."""
+    """True for entries of `prunable_layers` that own a mask (a masked
+    layer, or a `WeightMask` with a mask)."""
+    if isinstance(layer, WeightMask):
+        return layer.mask is not None
     return isinstance(layer, MaskedKernelMixin)
 
 
-def prunable_layers(model):
-    """The layers whose kernels gradient flow is measured on, in order.
+class WeightMask:
+    """One prunable weight of a layer that is not a Dense/Conv2D: `name`
+    (what masks are keyed by: the layer's name, or `layer/weight` when the
+    layer has several), `layer`, `kernel` (the variable), `mask` (its mask
+    variable, None on a plain layer)."""
 
-    Masked layers, plus plain `keras.layers.Dense` / `Conv2D` (and their
-    subclasses), whose mask is taken as all ones.
-    """
+    def __init__(self, name, layer, kernel, mask):
+        self.name, self.layer, self.kernel, self.mask = name, layer, kernel, mask
+
+    def __repr__(self):
+        return (f"WeightMask({self.name!r}, shape={tuple(self.kernel.shape)}, "
+                f"sparsity={self.sparsity:.3f})")
+
+    @property
+    def sparsity_m_by_n(self):
+        return getattr(self.layer, "sparsity_m_by_n", None)
+
+    def set_mask(self, mask):
+        """Sets the 0/1 mask and zeroes the pruned entries."""
+        set_weight_mask(self.name, self.kernel, self.mask, mask)
+
+    def apply_mask_to_kernel(self):
+        """Zeroes entries where the mask is 0 (one variable write)."""
+        self.kernel.assign(ops.multiply(
+            self.kernel, ops.cast(self.mask, self.kernel.dtype)))
+
+    @property
+    def active_weights(self):
+        """Number of entries whose mask is 1 (all, without a mask)."""
+        if self.mask is None:
+            return int(np.prod(self.kernel.shape))
+        return int(np.sum(ops.convert_to_numpy(self.mask)))
+
+    @property
+    def sparsity(self):
+        return 1.0 - self.active_weights / int(np.prod(self.kernel.shape))
+
+
+def set_weight_mask(owner, variable, mask_variable, mask):
+    """Validates `mask` (0/1, `variable`'s shape), stores it in
+    `mask_variable` and zeroes the pruned entries of `variable`."""
+    mask = np.asarray(ops.convert_to_numpy(mask))
+    expected = tuple(variable.shape)
+    if mask.shape != expected:
+        raise ValueError(
+            f"Mask for {owner!r} must have the weight's shape {expected}. "
+            f"Received: mask.shape={mask.shape}")
+    bad = ~np.isin(mask, (0, 1))
+    if bad.any():
+        raise ValueError(f"Mask for {owner!r} must hold only 0 and 1. "
+                         f"Received a value {mask[bad].flat[0]!r}")
+    mask_variable.assign(mask.astype(mask_variable.dtype))
+    variable.assign(ops.convert_to_numpy(variable) * mask)
+
+
+def weight_key(layer, variable, count):
+    """The name masks are keyed by: the layer's, or `layer/weight` when it
+    has `count` > 1 prunable weights."""
+    if count == 1:
+        return layer.name
+    prefix = layer.path + "/"
+    path = variable.path
+    return f"{layer.name}/" + (path[len(prefix):] if path.startswith(prefix)
+                               else variable.name)
+
+
+def model_layers(model):
+    """Leaf layers of `model`, nested Sequential/functional models entered."""
     found = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if is_masked_layer(layer) or isinstance(
-            layer, (keras.layers.Dense, keras.layers.Conv2D)
-        ):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.extend(model_layers(layer))
+        else:
             found.append(layer)
     return found
+
+
+def layer_entries(layer):
+    """The prunable-weight entries of one layer: the layer itself for
+    (Masked)Dense/Conv2D, `WeightMask`s otherwise."""
+    if isinstance(layer, MaskedKernelMixin):
+        return [layer]
+    if hasattr(layer, "weight_masks"):  # keras_egf.masking's layers
+        return layer.weight_masks()
+    if not layer.built:
+        return []
+    if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)) \
+            and not hasattr(layer, "get_prunable_weights"):
+        return [layer]
+    variables = prunable_lib.prunable_variables(layer) or []
+    return [WeightMask(weight_key(layer, v, len(variables)), layer, v, None)
+            for v in variables]
+
+
+def prunable_layers(model):
+    """One entry per prunable weight tensor of `model` (nested models
+    entered), in order; gradient flow is measured over these.
+
+    A (Masked)Dense/Conv2D layer is its own entry (`.kernel`, `.mask`);
+    every other prunable weight (keras_egf.prunable says which) is a
+    `WeightMask`, with mask None on a plain layer (all ones).
+    """
+    entries = []
+    for layer in model_layers(model):
+        entries.extend(layer_entries(layer))
+    names = [e.name for e in entries]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"Model {model.name!r} has several prunable layers "
+                         f"named {duplicated} (nested models): give them "
+                         "unique names.")
+    return entries
+
+
+prunable_weights = prunable_layers

@@ -38,7 +38,8 @@ import tensorflow as tf
 from keras_egf import layers as layers_lib
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS, gradient_flow_measures
 
-_OPTIONS = ("track_gradient_flow", "mask_product", "gradient_flow_every")
+_OPTIONS = ("track_gradient_flow", "mask_product", "gradient_flow_every",
+            "source_model_class")
 # Measured with `python -m benchmarks` (benchmarks/RESULTS.md): the smallest
 # interval whose tracking cost stays within 3 % in both jit modes.
 DEFAULT_GRADIENT_FLOW_EVERY = 32
@@ -92,6 +93,7 @@ class MaskedModel(keras.Model):
         track_gradient_flow=True,
         mask_product=layers_lib.MASK_PRODUCT_IDENTITY,
         gradient_flow_every=DEFAULT_GRADIENT_FLOW_EVERY,
+        source_model_class="Functional",
     ):
         allowed = (
             layers_lib.MASK_PRODUCT_IDENTITY,
@@ -105,6 +107,12 @@ class MaskedModel(keras.Model):
         self.track_gradient_flow = bool(track_gradient_flow)
         self.gradient_flow_every = _check_every(gradient_flow_every)
         self.mask_product = mask_product
+        if source_model_class not in ("Functional", "Sequential"):
+            raise ValueError("source_model_class must be 'Functional' or "
+                             "'Sequential'. Received: source_model_class="
+                             f"{source_model_class!r}")
+        # What strip_pruning gives back (prune_low_magnitude sets it).
+        self.source_model_class = source_model_class
         self._kernels_zeroed = False  # True while fit/train_on_batch run.
         self._calls_since_reset = 0
         self._store_kernel_gradients = False
@@ -117,16 +125,20 @@ class MaskedModel(keras.Model):
 
     @classmethod
     def wrap(cls, model, **options):
-        """Returns a MaskedModel sharing `model`'s layers and weights."""
-        try:
-            inputs, outputs = model.inputs, model.outputs
-        except (AttributeError, ValueError):
-            inputs = outputs = None
-        if not inputs or not outputs:
+        """Returns a MaskedModel sharing `model`'s layers and weights, with
+        its inputs and outputs in the same structure (a single tensor, a
+        list, a dict) and names."""
+        inputs, outputs = model_structure(model)
+        if inputs is None or outputs is None:
             raise ValueError(
                 f"Model {model.name!r} has no defined inputs/outputs; build "
                 "it with a keras.Input first (functional or Sequential)."
             )
+        if "source_model_class" not in options:
+            options["source_model_class"] = (
+                model.source_model_class if isinstance(model, MaskedModel)
+                else "Sequential" if isinstance(model, keras.Sequential)
+                else "Functional")
         return cls(inputs=inputs, outputs=outputs, name=model.name, **options)
 
     def get_config(self):
@@ -134,6 +146,7 @@ class MaskedModel(keras.Model):
         config["track_gradient_flow"] = self.track_gradient_flow
         config["mask_product"] = self.mask_product
         config["gradient_flow_every"] = self.gradient_flow_every
+        config["source_model_class"] = self.source_model_class
         return config
 
     @classmethod
@@ -174,6 +187,7 @@ class MaskedModel(keras.Model):
             self._kernels_zeroed = previous
 
     def fit(self, *args, **kwargs):
+        _check_pruning_callback(self, kwargs.get("callbacks"))
         return self._with_zeroed_kernels(super().fit, *args, **kwargs)
 
     def train_on_batch(self, *args, **kwargs):
@@ -237,7 +251,8 @@ class MaskedModel(keras.Model):
                 raise ValueError("Stored kernel gradients (dynamic sparse "
                                  "training) need a single replica.")
             buffers = [tf.Variable(tf.zeros(layer.kernel.shape, layer.kernel.dtype),
-                                   trainable=False, name=f"{layer.name}_kernel_grad")
+                                   trainable=False,
+                                   name=layer.name.replace("/", "_") + "_kernel_grad")
                        if layers_lib.is_masked_layer(layer) else None
                        for layer in self.prunable_layers()]
             # Kept out of Keras/TF tracking: not weights of the model.
@@ -296,6 +311,8 @@ class MaskedModel(keras.Model):
             i = index.get(id(kernel))
             if i is None or grads[i] is None:
                 continue
+            if isinstance(grads[i], tf.IndexedSlices):  # embeddings
+                grads[i] = tf.convert_to_tensor(grads[i])
             if store and self._kernel_gradient_buffers[j] is not None:
                 g = grads[i] if scale is None else grads[i] / tf.cast(scale, grads[i].dtype)
                 self._kernel_gradient_buffers[j].assign(g)
@@ -334,6 +351,43 @@ class MaskedModel(keras.Model):
     def test_step(self, data):
         logs = super().test_step(data)
         return {k: v for k, v in logs.items() if k not in GRADIENT_FLOW_METRICS}
+
+
+def model_structure(model):
+    """(inputs, outputs) of a functional or Sequential model in the
+    structure it was built with (a tensor, a list, a dict); (None, None)
+    when it has none."""
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        return None, None
+    if not inputs or not outputs:
+        return None, None
+    if isinstance(model, keras.Sequential):
+        return inputs[0], outputs[0]
+    return (getattr(model, "_inputs_struct", inputs),
+            getattr(model, "_outputs_struct", outputs))
+
+
+def _check_pruning_callback(model, callbacks):
+    """TFMOT's rule: a model whose layers carry a pruning schedule trains
+    only with `UpdatePruningStep` (else the schedule would never run)."""
+    from keras_egf.pruning.gradual import UpdatePruningStep
+
+    scheduled = [l.name for l in layers_lib.model_layers(model)
+                 if getattr(l, "pruning_schedule", None) is not None]
+    if not scheduled:
+        return
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        callbacks = callbacks.callbacks
+    if any(isinstance(c, UpdatePruningStep) for c in callbacks or ()):
+        return
+    raise ValueError(
+        f"Model {model.name!r} has layers with a pruning schedule "
+        f"({scheduled[:5]}{' ...' if len(scheduled) > 5 else ''}) but fit got "
+        "no keras_egf.pruning.UpdatePruningStep callback, so the schedule "
+        "would never run: pass callbacks=[UpdatePruningStep()] (or "
+        "strip_pruning the model first to train it dense).")
 
 
 def loss_scale(optimizer, dtype=tf.float32):

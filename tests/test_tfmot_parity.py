@@ -62,7 +62,8 @@ def test_tutorial_prune_fit_strip_save_load(tmp_path):
     update = pruning.UpdatePruningStep()
     history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,
                         callbacks=[update, pruning.PruningSummaries(str(tmp_path / "tb"))])
-    assert [s for s, _ in update.updates] == [0, 10, 20, 30]
+    # TFMOT's pruning_step: the k-th batch is step k (no step 0).
+    assert [s for s, _ in update.updates] == [10, 20, 30]
     for layer in ke.prunable_layers(model):
         size = int(np.prod(layer.kernel.shape))
         assert abs(int(layer.mask.numpy().sum()) - round(0.25 * size)) <= 1
@@ -196,8 +197,9 @@ def test_from_tfmot_same_masks_and_predictions(tmp_path):
 
 def test_gradual_pruning_by_a_registered_method():
     x, y = _data(n=32)
+    # begin_step=1: the first batch is TFMOT's pruning step 1.
     model = ke.prune_low_magnitude(_keras3_model(),
-                                   pruning.ConstantSparsity(0.75, 0, frequency=100))
+                                   pruning.ConstantSparsity(0.75, 1, frequency=100))
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(
         from_logits=True))
     expected = pruning.scores.synflow_scores(model)  # the update's own scores
@@ -224,7 +226,8 @@ def test_exported_saved_model_of_a_stripped_model_has_no_masks(tmp_path):
     assert names == ["d1/bias:0", "d1/kernel:0", "d2/bias:0", "d2/kernel:0"]
     kernel = [v for v in loaded.variables if v.name == "d1/kernel:0"][0].numpy()
     assert np.count_nonzero(kernel) == 12 * 16 // 2  # the zeros are kept
-    np.testing.assert_allclose(loaded.serve([x]).numpy(),
+    # The input structure is kept: the endpoint takes a bare tensor.
+    np.testing.assert_allclose(loaded.serve(x).numpy(),
                                pruned.predict(x, verbose=0), rtol=1e-6, atol=1e-7)
 
 
@@ -234,9 +237,9 @@ def test_prune_low_magnitude_on_layers_with_their_own_schedules(tmp_path):
     built.build((None, 12))
     kernel = built.kernel.numpy().copy()
     # TFMOT's per-layer form: each layer carries its schedule.
-    d1 = ke.prune_low_magnitude(built, pruning.ConstantSparsity(0.5, 0))
+    d1 = ke.prune_low_magnitude(built, pruning.ConstantSparsity(0.5, 1))
     d2 = ke.prune_low_magnitude(keras.layers.Dense(3, name="d2"),
-                                pruning.ConstantSparsity(0.8, 0))
+                                pruning.ConstantSparsity(0.8, 1))
     assert isinstance(d1, ke.MaskedDense) and isinstance(d2, ke.MaskedDense)
     np.testing.assert_array_equal(d1.kernel.numpy(), kernel)  # weights kept
     assert not d2.built
@@ -246,7 +249,7 @@ def test_prune_low_magnitude_on_layers_with_their_own_schedules(tmp_path):
     update = pruning.UpdatePruningStep()
     model.fit(x, y, batch_size=32, epochs=1, verbose=0,
               callbacks=[update, pruning.PruningSummaries(str(tmp_path / "tb"))])
-    assert sorted(update.updates) == [(0, 0.5), (0, 0.8)]
+    assert sorted(update.updates) == [(1, 0.5), (1, 0.8)]
     assert int(d1.mask.numpy().sum()) == 12 * 16 // 2
     assert int(d2.mask.numpy().sum()) == round(0.2 * 16 * 3)
     for layer in (d1, d2):
@@ -258,8 +261,8 @@ def test_prune_low_magnitude_on_layers_with_their_own_schedules(tmp_path):
     # A list gives a list; a layer with no masked version is refused by name.
     pair = ke.prune_low_magnitude([keras.layers.Dense(4), keras.layers.Conv2D(2, 3)])
     assert [type(l).__name__ for l in pair] == ["MaskedDense", "MaskedConv2D"]
-    with pytest.raises(ValueError, match="'c1' of type Conv1D"):
-        ke.prune_low_magnitude(keras.layers.Conv1D(2, 3, name="c1"))
+    with pytest.raises(ValueError, match="'c1' of type PReLU"):
+        ke.prune_low_magnitude(keras.layers.PReLU(name="c1"))
 
 
 def test_update_pruning_step_without_a_schedule_names_the_layers():
@@ -269,3 +272,13 @@ def test_update_pruning_step_without_a_schedule_names_the_layers():
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match=r"none for layers \['only'\]"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[pruning.UpdatePruningStep()])
+
+
+@pytest.mark.parametrize("method", ["snip", "grasp", "egf"])
+def test_update_pruning_step_refuses_a_method_that_needs_data(method):
+    with pytest.raises(ValueError, match=f"cannot use method '{method}'.*"
+                       f"Received: method='{method}'"):
+        pruning.UpdatePruningStep(method=method)
+    with pytest.raises(ValueError, match="'bogus'"):
+        pruning.UpdatePruningStep(method="bogus")
+    assert pruning.UpdatePruningStep(method="synflow").method == "synflow"

@@ -187,7 +187,11 @@ def magnitude_masks(model, sparsity, distribution="uniform", seed=None,
                          exclude=exclude)
 
 
-from keras_egf.pruning.conversion import prune_low_magnitude, strip_pruning  # noqa: E402,F401
+from keras_egf.pruning.conversion import (  # noqa: E402,F401
+    prune_low_magnitude,
+    prune_scope,
+    strip_pruning,
+)
 from keras_egf.pruning.gradual import (  # noqa: E402,F401
     PruningSummaries,
     UpdatePruningStep,
@@ -196,6 +200,8 @@ from keras_egf.pruning.gradual import (  # noqa: E402,F401
 from keras_egf.pruning.schedules import (  # noqa: E402,F401
     ConstantSparsity,
     PolynomialDecay,
+    PruningSchedule,
     as_schedule,
 )
+from keras_egf.pruning.structured import is_pruned_m_by_n  # noqa: E402,F401
 from keras_egf.pruning.dynamic import DynamicSparsity  # noqa: E402,F401

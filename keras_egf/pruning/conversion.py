@@ -1,127 +1,271 @@
 """From Keras 3 models to pruned ones and back, as TFMOT's
 `prune_low_magnitude` and `strip_pruning` do for tf-keras.
 
-Supported layers: `keras.layers.Dense` -> `MaskedDense` and
-`keras.layers.Conv2D` -> `MaskedConv2D` (same config, same weights, mask all
-ones until the first update). In a model, other layers are kept as they are;
-a single layer of another kind is refused by name. Conv1D, Conv3D,
-DepthwiseConv2D and SeparableConv2D have no masked version yet.
+Every layer `keras_egf.prunable` knows is converted to its masked version
+(`keras_egf.masking.masked_class`: same class, config, name and weights,
+masks all ones until the first update): Dense, EinsumDense, Conv1D/2D/3D
+and their transposes, Separable and Depthwise convolutions, Embedding,
+SimpleRNN/GRU/LSTM and RNN over their cells, MultiHeadAttention, custom
+`PrunableLayer`s and subclasses of all these, inside nested models too.
+Weightless and normalisation layers are kept as they are; a layer holding
+weights keras-egf cannot prune is refused when pruned alone and, inside a
+model, left dense with one warning that names every such layer.
 """
+
+import contextlib
 
 import keras
 
 from keras_egf import layers as layers_lib
+from keras_egf import masking
+from keras_egf import prunable as prunable_lib
 from keras_egf.model import MaskedModel
 from keras_egf.pruning import schedules as schedules_lib
 
-_TO_MASKED = {keras.layers.Dense: layers_lib.MaskedDense,
-              keras.layers.Conv2D: layers_lib.MaskedConv2D}
-_TO_PLAIN = {layers_lib.MaskedDense: keras.layers.Dense,
-             layers_lib.MaskedConv2D: keras.layers.Conv2D}
+
+def _copy_weights(old, new):
+    """Copies `old`'s variables into `new` (same class, or its masked or
+    plain version): masks copied where both have them, else all ones."""
+    old_masks = {id(v) for v in old.weights if masking.is_mask_variable(old, v)}
+    source = [v for v in old.weights if id(v) not in old_masks]
+    target = [v for v in new.weights if not masking.is_mask_variable(new, v)]
+    if len(source) != len(target):
+        raise ValueError(f"Cannot copy the weights of layer {old.name!r} "
+                         f"({len(source)} variables) into {new.name!r} "
+                         f"({len(target)} variables).")
+    for s, t in zip(source, target):
+        t.assign(s.value)
+    if masking.is_masked(old) and masking.is_masked(new):
+        for s, t in zip(_mask_variables(old), _mask_variables(new)):
+            t.assign(s.value)
 
 
-def _convert(layer, target_class, mask_dtype=None):
-    """`layer` rebuilt as `target_class` from its config (mask options only
-    for masked targets; `mask_dtype` if given), built like it if it was."""
+def _mask_variables(layer):
+    if isinstance(layer, layers_lib.MaskedKernelMixin):
+        return [layer.mask]
+    return list(getattr(layer, "_weight_masks", []))
+
+
+def _rebuild(layer, cls, options=None):
+    """`layer` rebuilt as `cls` from its (plain) config plus `options`,
+    built like it if it was, weights copied."""
     config = layers_lib.plain_config(layer)
-    if issubclass(target_class, layers_lib.MaskedKernelMixin):
-        config["mask_dtype"] = mask_dtype or getattr(
-            layer, "mask_dtype", layers_lib.DEFAULT_MASK_DTYPE)
-    new = target_class.from_config(config)
+    if options:
+        config.update(options)
+    new = cls.from_config(config)
     if layer.built and layer.get_build_config():
         new.build_from_config(layer.get_build_config())
+        _copy_weights(layer, new)
     return new
 
 
-def _clone(model, target_class, weights_of, mask_dtype=None):
-    """Clones `model` layer by layer: `target_class(layer)` gives the class
-    to rebuild a layer as (from its config), `weights_of(old, new)` its
-    weights."""
-    if not isinstance(model, keras.Model):
-        raise ValueError("Expected a Keras 3 Sequential or functional model. "
-                         f"Received: {type(model).__name__}")
-    clone = keras.models.clone_model(
-        model, clone_function=lambda layer: _convert(
-            layer, target_class(layer), mask_dtype))
-    for old, new in zip(model.layers, clone.layers):
-        if old.weights:
-            new.set_weights(weights_of(old, new))
-    return clone
+def _options(layer, params):
+    """Pruning options for a masked layer: the given ones, else the ones
+    an already pruned layer carries."""
+    options = {}
+    for name, value in params.items():
+        if value is None and masking.is_masked(layer):
+            value = getattr(layer, name)
+        if value is not None:
+            options[name] = value
+    if options.get("pruning_schedule") is not None:
+        options["pruning_schedule"] = schedules_lib.as_schedule(
+            options["pruning_schedule"])
+    return options
 
 
-def _masked_weights(old, new):
-    values = old.get_weights()
-    if layers_lib.is_masked_layer(new):
-        values.append(new.mask.numpy())  # kernel, bias, then the mask
-    return values
-
-
-def _prune_layer(layer, schedule, mask_dtype):
-    target = _TO_MASKED.get(type(layer))
-    if target is None:
+def _prune_layer(layer, params):
+    """The masked version of one layer (pruned layers reused)."""
+    if not prunable_lib.supports(layer) and not masking.is_masked(layer):
         raise ValueError(
-            f"prune_low_magnitude supports {[c.__name__ for c in _TO_MASKED]} "
-            f"layers (or a model holding them). Received: layer {layer.name!r} "
-            f"of type {type(layer).__name__}")
-    masked = _convert(layer, target, mask_dtype)
-    if layer.built:
-        masked.set_weights(_masked_weights(layer, masked))
-    masked.pruning_schedule = schedule  # read by UpdatePruningStep
-    return masked
+            f"prune_low_magnitude cannot prune {prunable_lib.unsupported_reason(layer)}."
+            f" Received: layer {layer.name!r} of type {type(layer).__name__}")
+    if isinstance(layer, keras.layers.InputLayer) or (
+            not masking.is_masked(layer)
+            and prunable_lib.is_weightless_or_normalization(layer)):
+        return layer
+    options = _options(layer, params)
+    if masking.is_masked(layer):
+        for name, value in options.items():  # reuse: only the options change
+            if name != "mask_dtype" and value is not None:
+                setattr(layer, name, value)
+        return layer
+    return _rebuild(layer, masking.masked_class(type(layer)), options)
 
 
-def prune_low_magnitude(to_prune, pruning_schedule=None, exclude=(),
-                        mask_dtype=layers_lib.DEFAULT_MASK_DTYPE):
-    """Masked versions of Dense/Conv2D layers, weights kept.
+def _check_params(params):
+    from keras_egf.pruning_options import check_block, check_m_by_n
+
+    check_m_by_n(params["sparsity_m_by_n"])
+    check_block(params["block_size"] or (1, 1),
+                params["block_pooling_type"] or "AVG")
+    if params["sparsity_m_by_n"] is not None and (
+            tuple(params["block_size"] or (1, 1)) != (1, 1)):
+        raise ValueError("sparsity_m_by_n and block_size cannot be combined. "
+                         f"Received: sparsity_m_by_n="
+                         f"{params['sparsity_m_by_n']!r}, block_size="
+                         f"{params['block_size']!r}")
+
+
+def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=None,
+                        block_pooling_type=None, sparsity_m_by_n=None,
+                        exclude=(), mask_dtype=None, pruning_policy=None):
+    """Masked versions of every prunable layer, weights kept (TFMOT's
+    `prune_low_magnitude`).
 
     Args:
         to_prune: a Keras 3 Sequential or functional model (returns a
-            MaskedModel), a Dense/Conv2D layer (returns its masked version,
-            to build a model with; `keras_egf.MaskedModel` then trains it
-            with masked gradients), or a list of such layers (returns a
-            list). A built layer keeps its weights.
+            `MaskedModel` with the same inputs and outputs structure), a
+            layer (returns its masked version, to build a model with; train
+            it with `keras_egf.MaskedModel` for masked gradients and
+            gf/EGF), or a list of layers (returns a list). A built layer
+            keeps its weights; an already pruned layer or model is reused
+            (its masks kept, the options given here replacing its own).
         pruning_schedule: ConstantSparsity / PolynomialDecay (keras-egf's or
-            TFMOT's); `UpdatePruningStep` applies it during `fit`, per layer
-            for layers pruned one by one. Default: ConstantSparsity(0.5,
-            begin_step=0), as TFMOT's default.
-        exclude: names of a model's Dense/Conv2D layers to leave unmasked.
-        mask_dtype: storage of the masks, "int8" (default) or "float32"
-            (see `keras_egf.MaskedDense`).
+            TFMOT's), saved with each pruned layer; `UpdatePruningStep`
+            applies it during `fit`. Default: ConstantSparsity(0.5,
+            begin_step=0), as TFMOT's.
+        block_size: (rows, cols) of blocks pruned together (2-D weights),
+            ranked by their `block_pooling_type` ("AVG" or "MAX") of |w|.
+        sparsity_m_by_n: (m, n): m zeros in every n consecutive weights
+            along the input dimension (TFMOT's layout), e.g. (2, 4); set at
+            the first pruning step, then kept.
+        exclude: names of a model's layers to leave unpruned.
+        mask_dtype: storage of the masks, "int8" (default) or "float32".
+        pruning_policy: optional callable `policy(layer) -> bool`; layers it
+            refuses stay unpruned.
     """
-    schedule = schedules_lib.as_schedule(
-        pruning_schedule or schedules_lib.ConstantSparsity(0.5, 0))
+    if isinstance(to_prune, keras.layers.Layer) and not isinstance(
+            to_prune, keras.Model) or isinstance(to_prune, (list, tuple)):
+        default = None if (not isinstance(to_prune, (list, tuple))
+                           and masking.is_masked(to_prune)) else \
+            schedules_lib.ConstantSparsity(0.5, 0)
+    else:
+        default = None if isinstance(to_prune, MaskedModel) else \
+            schedules_lib.ConstantSparsity(0.5, 0)
+    params = {"pruning_schedule": pruning_schedule or default,
+              "block_size": block_size, "block_pooling_type": block_pooling_type,
+              "sparsity_m_by_n": sparsity_m_by_n, "mask_dtype": mask_dtype}
+    _check_params(params)
     if isinstance(to_prune, (list, tuple)):
-        return [_prune_layer(layer, schedule, mask_dtype) for layer in to_prune]
+        return [_prune_layer(layer, params) for layer in to_prune]
     if isinstance(to_prune, keras.layers.Layer) and not isinstance(
             to_prune, keras.Model):
-        return _prune_layer(to_prune, schedule, mask_dtype)
-    exclude = {exclude} if isinstance(exclude, str) else set(exclude)
-    unknown = exclude - {l.name for l in getattr(to_prune, "layers", [])}
+        return _prune_layer(to_prune, params)
+    model = _check_model(to_prune, "prune_low_magnitude")
+    exclude = {exclude} if isinstance(exclude, str) else set(exclude or ())
+    names = {l.name for l in layers_lib.model_layers(model)}
+    unknown = exclude - names
     if unknown:
-        raise ValueError(f"exclude names layers not in the model: {sorted(unknown)}")
+        raise ValueError(f"exclude names layers not in model {model.name!r}: "
+                         f"{sorted(unknown)}")
+    left_dense = []
 
-    def target_class(layer):
-        if layer.name in exclude:
-            return type(layer)
-        return _TO_MASKED.get(type(layer), type(layer))
+    def convert(layer):
+        if (layer.name in exclude or isinstance(layer, keras.layers.InputLayer)
+                or (pruning_policy is not None and not pruning_policy(layer))):
+            return _rebuild(layer, type(layer))
+        if not prunable_lib.supports(layer) and not masking.is_masked(layer):
+            left_dense.append(layer)
+            return _rebuild(layer, type(layer))
+        if prunable_lib.is_weightless_or_normalization(layer):
+            return _rebuild(layer, type(layer))
+        options = _options(layer, params)
+        return _rebuild(layer, masking.masked_class(type(layer)), options)
 
-    model = MaskedModel.wrap(_clone(to_prune, target_class, _masked_weights,
-                                    mask_dtype))
-    model.pruning_schedule = schedule
+    clone = _clone(model, convert)
+    masking.warn_left_dense(model, left_dense, "prune_low_magnitude")
+    pruned = MaskedModel.wrap(clone, **_model_options(model))
+    pruned.source_model_class = _source_class(model)
+    return pruned
+
+
+def _model_options(model):
+    if isinstance(model, MaskedModel):
+        return {"track_gradient_flow": model.track_gradient_flow,
+                "mask_product": model.mask_product,
+                "gradient_flow_every": model.gradient_flow_every}
+    return {}
+
+
+def _source_class(model):
+    if isinstance(model, MaskedModel):
+        return model.source_model_class
+    return "Sequential" if isinstance(model, keras.Sequential) else "Functional"
+
+
+def _check_model(model, what):
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"`{what}` can only take a keras.Sequential or functional model, "
+            "a keras.layers.Layer or a list of layers. Received an object of "
+            f"type {type(model).__name__}")
+    if not isinstance(model, keras.Sequential) and not getattr(
+            model, "_is_graph_network", hasattr(model, "_operations")):
+        raise ValueError(f"`{what}`: subclassed models are not supported "
+                         f"(model {model.name!r}); build it functionally or "
+                         "prune its layers one by one.")
     return model
 
 
-def strip_pruning(model):
-    """A plain Keras 3 model (Dense/Conv2D, no mask variables) whose kernels
-    hold kernel * mask: loads and serves without keras_egf."""
-    def weights_of(old, new):
-        if layers_lib.is_masked_layer(old):
-            values = [old.kernel.numpy() * old.mask.numpy()]
-            if old.use_bias:
-                values.append(old.bias.numpy())
-            return values
-        return old.get_weights()
+def _clone(model, convert):
+    """Clones `model` (nested Sequential/functional models too), each leaf
+    layer through `convert(layer)` (which copies its weights)."""
+    return keras.models.clone_model(model, clone_function=convert,
+                                    recursive=True)
 
-    clone = _clone(model, lambda layer: _TO_PLAIN.get(type(layer), type(layer)),
-                   weights_of)
-    return keras.Model(clone.inputs, clone.outputs, name=model.name)
+
+def strip_pruning(model):
+    """A plain Keras 3 model of `model`'s class (Sequential or functional,
+    as it was before pruning), same layer names and configs, no mask
+    variables, weights holding weight * mask: loads and serves without
+    keras_egf."""
+    _check_model(model, "strip_pruning")
+
+    def convert(layer):
+        if not masking.is_masked(layer):
+            return _rebuild(layer, type(layer))
+        new = _rebuild(layer, masking.plain_class(type(layer)))
+        _zero_pruned(layer, new)
+        return new
+
+    clone = _clone(model, convert)
+    if not isinstance(clone, MaskedModel):
+        return clone
+    if _source_class(model) == "Sequential" and len(clone.inputs) == 1:
+        first = clone.inputs[0]
+        return keras.Sequential(
+            [keras.Input(batch_shape=first.shape, dtype=first.dtype,
+                         name=first.name)]
+            + [l for l in clone.layers
+               if not isinstance(l, keras.layers.InputLayer)],
+            name=model.name)
+    return keras.Model(clone.input, clone.output, name=model.name)
+
+
+def _zero_pruned(masked, plain):
+    """Writes weight * mask into the plain layer's matching variables."""
+    entries = layers_lib.layer_entries(masked)
+    by_path = {e.kernel.path: e for e in entries}
+    prefix_old, prefix_new = masked.path, plain.path
+    for variable in plain.weights:
+        old_path = prefix_old + variable.path[len(prefix_new):]
+        entry = by_path.get(old_path)
+        if entry is not None and entry.mask is not None:
+            variable.assign(keras.ops.multiply(
+                variable, keras.ops.cast(entry.mask, variable.dtype)))
+
+
+@contextlib.contextmanager
+def prune_scope():
+    """TFMOT's `prune_scope`, for loading pruned models: registers the
+    masked version of every registered custom `PrunableLayer` class (and
+    of custom subclasses of prunable layers), so their pruned models load.
+    Built-in layers need nothing: `import keras_egf` registers them."""
+    for cls in list(keras.saving.get_custom_objects().values()):
+        if (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)
+                and not masking.is_masked_class(cls)
+                and (hasattr(cls, "get_prunable_weights")
+                     or prunable_lib.registered_class_paths(cls))):
+            masking.masked_class(cls)
+    yield

@@ -5,20 +5,36 @@
     model.fit(..., callbacks=[keras_egf.pruning.UpdatePruningStep(),
                               keras_egf.pruning.PruningSummaries(log_dir)])
 
-On each step the schedule says to prune, every masked layer's mask is
-recomputed by magnitude (or any registered method's score) to the
-schedule's sparsity, among the weights still kept: masks only get sparser.
+The step of the k-th training batch is k, TFMOT's `pruning_step` (counted
+from the optimizer's iterations when `fit` starts, so it continues across
+`fit` calls and after save/load): `PolynomialDecay(0.2, 0.6, begin_step=1,
+end_step=4, frequency=1)` prunes to 0.2 before the first batch's step and
+to 0.6 before the fourth. On each step the schedule says to prune, every
+masked weight's mask is recomputed by magnitude (or any registered
+method's score) to the schedule's sparsity, among the weights still kept:
+masks only get sparser. A layer with `sparsity_m_by_n` gets its M-by-N
+mask at step 1 and keeps it (as TFMOT); a layer with a `block_size` is
+pruned in blocks.
 Newly pruned weights are zeroed and their optimizer state reset (momentum
 and Adam moments to 0, Adagrad's accumulators to their initial value), so
 they stay exactly 0. The training step's
 gf/EGF keep being reported across the updates.
 """
 
+import os
+
 import keras
 import numpy as np
 
 from keras_egf.pruning import masks as masks_lib
 from keras_egf.pruning import schedules as schedules_lib
+from keras_egf.pruning import structured
+
+
+def owner(entry):
+    """The layer a masked-weight entry belongs to (a MaskedDense is its
+    own)."""
+    return getattr(entry, "layer", entry)
 
 
 def _layer_schedules(callback, exclude=()):
@@ -29,7 +45,7 @@ def _layer_schedules(callback, exclude=()):
 
     def schedule_of(layer):
         given = (callback.pruning_schedule
-                 or getattr(layer, "pruning_schedule", None)
+                 or getattr(owner(layer), "pruning_schedule", None)
                  or getattr(callback.model, "pruning_schedule", None))
         if given is None:
             return None
@@ -59,11 +75,34 @@ def slot_reset_value(optimizer, slot):
     return 0.0
 
 
+def _structured_mask(entry, scores, count, sparsity):
+    """The new mask of `entry` from its ranked scores: top `count`, or by
+    blocks when its layer has a block_size."""
+    layer = owner(entry)
+    block = tuple(getattr(layer, "block_size", (1, 1)) or (1, 1))
+    if block == (1, 1):
+        return masks_lib.top_k_mask(scores, count)
+    pooled = structured.block_scores(np.where(np.isfinite(scores), scores, 0.0),
+                                     block, layer.block_pooling_type)
+    kept = masks_lib.top_k_mask(pooled, masks_lib.kept_count(pooled.size,
+                                                             sparsity))
+    return structured.expand_blocks(kept, block, scores.shape)
+
+
+def _write_mask(model, entry, mask):
+    entry.set_mask(mask)  # zeroes the newly pruned kernel entries
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and optimizer.built:
+        for slot in optimizer_slots(optimizer, entry.kernel):
+            reset = slot_reset_value(optimizer, slot)
+            slot.assign(np.where(mask > 0, slot.numpy(), reset).astype(slot.dtype))
+
+
 def update_masks(model, sparsity, score=None, exclude=(), layers=None):
-    """Prunes every masked layer (or those of `layers`; never `exclude`) to
-    `sparsity` by `score` ({layer: scores}, default |kernel|) among its kept
-    weights; resets the optimizer state of newly pruned entries. Returns
-    {layer: new mask}."""
+    """Prunes every masked weight (or those of `layers`; never `exclude`)
+    to `sparsity` by `score` ({name: scores}, default |kernel|) among its
+    kept weights, in blocks where its layer has a block_size; resets the
+    optimizer state of newly pruned entries. Returns {name: new mask}."""
     layers = [l for l in (masks_lib.masked_layers(model) if layers is None
                           else layers) if l.name not in exclude]
     current = {l.name: l.mask.numpy() for l in layers}
@@ -79,15 +118,23 @@ def update_masks(model, sparsity, score=None, exclude=(), layers=None):
     scores = score(model) if score is not None else {
         l.name: np.abs(l.kernel.numpy() * current[l.name]) for l in due}
     ranked = masks_lib.among_kept({l.name: scores[l.name] for l in due}, current)
-    optimizer = getattr(model, "optimizer", None)
     for layer in due:
-        mask = masks_lib.top_k_mask(ranked[layer.name], counts[layer.name])
-        layer.set_mask(mask)  # zeroes the newly pruned kernel entries
-        if optimizer is not None and optimizer.built:
-            for slot in optimizer_slots(optimizer, layer.kernel):
-                reset = slot_reset_value(optimizer, slot)
-                slot.assign(np.where(mask > 0, slot.numpy(), reset).astype(slot.dtype))
+        mask = _structured_mask(layer, ranked[layer.name], counts[layer.name],
+                                sparsity)
+        _write_mask(model, layer, mask)
         new[layer.name] = mask
+    return new
+
+
+def update_m_by_n_masks(model, layers):
+    """Sets the M-by-N mask of each masked weight in `layers` (entries
+    whose layer has `sparsity_m_by_n`) from |kernel * mask|."""
+    new = {}
+    for entry in layers:
+        scores = np.abs(entry.kernel.numpy() * entry.mask.numpy())
+        mask = structured.m_by_n_mask(scores, owner(entry).sparsity_m_by_n)
+        _write_mask(model, entry, mask)
+        new[entry.name] = mask
     return new
 
 
@@ -104,6 +151,16 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def __init__(self, pruning_schedule=None, method=None, exclude=()):
         super().__init__()
+        if method is not None:  # refused here, not inside fit
+            from keras_egf.pruning import all_pruning_method_names, get_pruning_method
+            if get_pruning_method(method).needs_data:
+                free = [m for m in all_pruning_method_names()
+                        if not get_pruning_method(m).needs_data]
+                raise ValueError(
+                    f"UpdatePruningStep cannot use method {method!r}: its score "
+                    f"needs data, and masks are updated inside fit, where no "
+                    f"batches can be passed. Use one of {free} (None: "
+                    f"magnitude). Received: method={method!r}")
         self.pruning_schedule = pruning_schedule
         self.method = method
         self.exclude = tuple(exclude)
@@ -112,7 +169,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         # The step is counted here rather than read from the optimizer on
         # every batch (a device sync per step). A step a loss-scaling
-        # optimizer skips still counts.
+        # optimizer skips still counts (as TFMOT's pruning_step).
         self._step = int(self.model.optimizer.iterations.numpy())
         self._layers = _layer_schedules(self, self.exclude)
         missing = [l.name for l, schedule in self._layers if schedule is None]
@@ -123,12 +180,21 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 f"{missing}")
 
     def on_train_batch_begin(self, batch, logs=None):
-        step, self._step = self._step, self._step + 1
+        self._step += 1
+        step = self._step  # TFMOT's pruning_step of this batch: 1, 2, ...
         due = {}  # sparsity -> layers whose schedule prunes at this step
+        m_by_n = []
         for layer, schedule in self._layers:
+            if getattr(owner(layer), "sparsity_m_by_n", None) is not None:
+                if step == 1:
+                    m_by_n.append(layer)
+                continue
             should_prune, sparsity = schedule(step)
             if should_prune:
                 due.setdefault(float(sparsity), []).append(layer)
+        if m_by_n:
+            update_m_by_n_masks(self.model, m_by_n)
+            self.updates.append((step, "m_by_n"))
         if not due:
             return
         score = None
@@ -147,7 +213,10 @@ class PruningSummaries(keras.callbacks.Callback):
 
     def __init__(self, log_dir, pruning_schedule=None):
         super().__init__()
-        self.log_dir = log_dir
+        if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
+            raise ValueError("`log_dir` must be a non-empty string. "
+                             f"Received: log_dir={log_dir!r}")
+        self.log_dir = os.fspath(log_dir)
         self.pruning_schedule = pruning_schedule
         self._writer = None
 

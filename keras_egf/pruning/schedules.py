@@ -3,9 +3,17 @@
 The same two schedules TFMOT (tensorflow-model-optimization) ships, natively,
 so gradual pruning works without it; TFMOT's own `ConstantSparsity` /
 `PolynomialDecay` objects are accepted too (`as_schedule`). A schedule is
-called with the optimizer step and returns (should_prune, sparsity).
+called with a step and returns (should_prune, sparsity); the step of the
+k-th training batch is k (TFMOT's `pruning_step`: 1 for the first batch,
+continuing across `fit` calls and after save/load).
+
+Schedules serialise like any Keras object (`get_config` / `from_config`,
+`keras.saving.serialize_keras_object`); a masked layer saves its schedule
+in its config, so a loaded model resumes pruning without it being passed
+again.
 """
 
+import keras
 import numpy as np
 
 from keras_egf.pruning.distributions import check_sparsity
@@ -49,7 +57,23 @@ class PruningSchedule:
         return {"begin_step": self.begin_step, "end_step": self.end_step,
                 "frequency": self.frequency}
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash((type(self).__name__,
+                     tuple(sorted(self.get_config().items()))))
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+@keras.saving.register_keras_serializable(package="keras_egf")
 class ConstantSparsity(PruningSchedule):
     """`target_sparsity` on every pruning step (as TFMOT's)."""
 
@@ -64,6 +88,7 @@ class ConstantSparsity(PruningSchedule):
         return {"target_sparsity": self.target_sparsity, **super().get_config()}
 
 
+@keras.saving.register_keras_serializable(package="keras_egf")
 class PolynomialDecay(PruningSchedule):
     """From `initial_sparsity` at begin_step to `final_sparsity` at end_step:
     s(t) = final + (initial - final) * (1 - (t - begin) / (end - begin)) ** power
@@ -108,15 +133,50 @@ class _ForeignSchedule(PruningSchedule):
     def get_config(self):
         return self.schedule.get_config()
 
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+
+_NATIVE = {"ConstantSparsity": ConstantSparsity,
+           "PolynomialDecay": PolynomialDecay}
+
 
 def as_schedule(schedule):
-    """A keras-egf schedule, a TFMOT schedule (wrapped), or ValueError."""
+    """A keras-egf schedule: itself; TFMOT's ConstantSparsity /
+    PolynomialDecay: the native schedule of the same config; another TFMOT
+    schedule: wrapped (not serialisable); anything else: ValueError."""
     if isinstance(schedule, PruningSchedule):
         return schedule
     module = type(schedule).__module__ or ""
     if "tensorflow_model_optimization" in module and callable(schedule):
+        native = _NATIVE.get(type(schedule).__name__)
+        if native is not None:
+            config = schedule.get_config()
+            return native.from_config(config.get("config", config))
         return _ForeignSchedule(schedule)
     raise ValueError(
         "pruning_schedule must be keras_egf.pruning.ConstantSparsity / "
         "PolynomialDecay or a TFMOT pruning schedule. Received: "
         f"pruning_schedule={schedule!r}")
+
+
+def serialize_schedule(schedule):
+    """A schedule as a JSON-able config (`keras.saving`'s format)."""
+    schedule = as_schedule(schedule)
+    if isinstance(schedule, _ForeignSchedule):
+        raise ValueError(
+            f"{type(schedule.schedule).__name__} (a TFMOT schedule keras-egf "
+            "has no native version of) cannot be saved with the model; use "
+            "ConstantSparsity or PolynomialDecay.")
+    return keras.saving.serialize_keras_object(schedule)
+
+
+def deserialize_schedule(value):
+    """None, a schedule object, or a config from `serialize_schedule`
+    (also a bare {"class_name": ..., "config": ...}) -> schedule or None."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return keras.saving.deserialize_keras_object(
+            value, custom_objects=_NATIVE)
+    return as_schedule(value)

@@ -1,0 +1,86 @@
+"""Pruning options a masked layer carries in its config (and so saves):
+how its masks are stored, its gradual-pruning schedule, and M-by-N or
+block structure of its masks (TFMOT's `sparsity_m_by_n`, `block_size`,
+`block_pooling_type`)."""
+
+# Storage of a mask variable: one byte an entry by default (a quarter of a
+# float32 kernel's bytes), cast to the weight's dtype where it is used.
+MASK_DTYPES = ("int8", "float32")
+DEFAULT_MASK_DTYPE = "int8"
+
+BLOCK_POOLING_TYPES = ("AVG", "MAX")
+PRUNING_OPTIONS = ("mask_dtype", "pruning_schedule", "sparsity_m_by_n",
+                   "block_size", "block_pooling_type")
+
+
+def check_m_by_n(sparsity_m_by_n):
+    """(m, n) with 0 < m < n integers (m zeros in every n), or None."""
+    if sparsity_m_by_n is None:
+        return None
+    try:
+        m, n = (int(v) for v in sparsity_m_by_n)
+        ok = (len(tuple(sparsity_m_by_n)) == 2 and 0 < m < n and all(
+            not isinstance(v, bool) and float(v) == int(v)
+            for v in sparsity_m_by_n))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            "sparsity_m_by_n must be a pair (m, n) of integers with "
+            f"0 < m < n (m zeros in every n). Received: "
+            f"sparsity_m_by_n={sparsity_m_by_n!r}")
+    return (m, n)
+
+
+def check_block(block_size, block_pooling_type):
+    """Validated (block_size as a (rows, cols) tuple, pooling type)."""
+    try:
+        block = tuple(int(v) for v in block_size)
+        ok = len(block) == 2 and min(block) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError("block_size must be a pair of integers >= 1. "
+                         f"Received: block_size={block_size!r}")
+    if block_pooling_type not in BLOCK_POOLING_TYPES:
+        raise ValueError(f"block_pooling_type must be one of "
+                         f"{BLOCK_POOLING_TYPES}. Received: "
+                         f"block_pooling_type={block_pooling_type!r}")
+    return block, block_pooling_type
+
+
+class PruningOptionsMixin:
+    """Pruning options a masked layer carries in its config: mask storage,
+    its gradual schedule, M-by-N and block structure."""
+
+    def _set_pruning_options(self, mask_dtype=DEFAULT_MASK_DTYPE,
+                             pruning_schedule=None, sparsity_m_by_n=None,
+                             block_size=(1, 1), block_pooling_type="AVG"):
+        from keras_egf.pruning import schedules as schedules_lib
+
+        if mask_dtype not in MASK_DTYPES:
+            raise ValueError(
+                f"Unknown mask dtype. Expected one of {MASK_DTYPES}"
+                f". Received: mask_dtype={mask_dtype!r}")
+        self.mask_dtype = mask_dtype
+        self.pruning_schedule = schedules_lib.deserialize_schedule(
+            pruning_schedule)
+        self.sparsity_m_by_n = check_m_by_n(sparsity_m_by_n)
+        self.block_size, self.block_pooling_type = check_block(
+            block_size, block_pooling_type)
+
+    def _pruning_config(self, config):
+        from keras_egf.pruning import schedules as schedules_lib
+
+        config["mask_dtype"] = self.mask_dtype
+        if self.pruning_schedule is not None:
+            config["pruning_schedule"] = schedules_lib.serialize_schedule(
+                self.pruning_schedule)
+        if self.sparsity_m_by_n is not None:
+            config["sparsity_m_by_n"] = list(self.sparsity_m_by_n)
+        if self.block_size != (1, 1) or self.block_pooling_type != "AVG":
+            config["block_size"] = list(self.block_size)
+            config["block_pooling_type"] = self.block_pooling_type
+        return config
+
+
