@@ -34,6 +34,33 @@ def _check_exclude(shapes, exclude):
         )
 
 
+def _budget_error(shapes, sparsity, exclude, name):
+    """The ValueError for excluded (dense) layers that alone hold at least
+    the 1 - sparsity share of the weights that may be kept overall."""
+    sizes = {n: int(np.prod(s)) for n, s in shapes.items()}
+    total = sum(sizes.values())
+    dense = sum(sizes[n] for n in set(exclude))
+    excluded = [n for n in shapes if n in set(exclude)]
+    if dense == total:
+        return ValueError(
+            f"{name} cannot reach sparsity={sparsity!r}: every layer is "
+            f"excluded (kept dense), so only sparsity=0 is possible. "
+            f"Received: sparsity={sparsity!r}, exclude={excluded!r}")
+    limit = 1.0 - dense / total
+    largest = math.floor(limit * 1e4) / 1e4
+    if largest >= limit:
+        largest -= 1e-4
+    return ValueError(
+        f"{name} cannot reach sparsity={sparsity!r} over all layers with "
+        f"{excluded} excluded (kept dense): they hold {dense / total:.2%} of "
+        f"the weights ({dense:,} of {total:,}), so the overall sparsity must "
+        f"stay below {limit:.6g}, where every other layer would be empty (the "
+        f"largest possible to 4 decimals: {largest:.4f}). Pass a lower "
+        "sparsity, exclude fewer layers, or use the 'uniform' distribution "
+        "(it prunes every other layer to `sparsity` itself). Received: "
+        f"sparsity={sparsity!r}, exclude={excluded!r}")
+
+
 def uniform(shapes, sparsity, exclude=()):
     """Every layer gets `sparsity`; excluded layers get 0."""
     sparsity = check_sparsity(sparsity)
@@ -47,7 +74,11 @@ def erk(shapes, sparsity, exclude=(), power_scale=1.0):
     Layer l's density is proportional to (sum(shape_l) / prod(shape_l)) **
     power_scale; layers whose density would exceed 1 are kept dense and the
     rest rescaled. Excluded layers are dense and the others make up for them,
-    so the overall sparsity of all layers together is `sparsity`.
+    so the overall sparsity of all layers together is `sparsity` (RigL's
+    code instead leaves layers of its `custom_sparsity_map` out of the
+    budget). Excluded layers holding 1 - sparsity of all weights or more
+    leave nothing to the others: ValueError, naming them, their share and
+    the largest sparsity still possible.
     """
     sparsity = check_sparsity(sparsity)
     _check_exclude(shapes, exclude)
@@ -63,20 +94,22 @@ def erk(shapes, sparsity, exclude=(), power_scale=1.0):
                 rhs += n * (1.0 - sparsity)
                 raw[name] = (float(np.sum(shape)) / n) ** power_scale
                 divisor += raw[name] * n
-        if not raw:
-            raise ValueError(
-                f"ERK sparsity={sparsity} cannot be reached with layers "
-                f"{sorted(dense)} kept dense."
-            )
+        if not raw:  # every layer excluded
+            if sparsity > 0.0:
+                raise _budget_error(shapes, sparsity, exclude, "ERK")
+            break
         eps = rhs / divisor
         max_raw = max(raw.values())
         if max_raw * eps > 1.0:
             dense.update(n for n, r in raw.items() if r == max_raw)
             continue
         break
-    return {
-        n: (0.0 if n in dense else 1.0 - eps * raw[n]) for n in shapes
-    }
+    result = {n: (0.0 if n in dense else 1.0 - eps * raw[n]) for n in shapes}
+    # Excluded layers holding 1 - sparsity of the weights or more leave the
+    # others a budget <= 0 (eps <= 0): densities <= 0, sparsities >= 1.
+    if any(not 0.0 <= v < 1.0 for v in result.values()):
+        raise _budget_error(shapes, sparsity, exclude, "ERK")
+    return result
 
 
 _DISTRIBUTIONS = {"uniform": uniform, "erk": erk}
