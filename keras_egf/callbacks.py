@@ -33,6 +33,28 @@ def evaluation_epochs(epochs, num_points):
     return [i * (epochs - 1) // (num_points - 1) for i in range(num_points)]
 
 
+# Prefix of EGFCallback's keys in the epoch logs (and so in History and
+# Keras's TensorBoard scalars): "fixed_batch_gf_1" ... "fixed_batch_egf_2",
+# the fixed-batch measure (docs/method.md), not a validation metric: its
+# batches are training batches unless chosen otherwise.
+LOG_PREFIX = "fixed_batch_"
+
+
+def log_keys():
+    """EGFCallback's keys in the epoch logs: fixed_batch_gf_1, ...."""
+    return tuple(LOG_PREFIX + m for m in MEASURES)
+
+
+def as_batches(batches):
+    """`batches` as a list of (x, y[, sample_weight]) batches: a list (or any
+    iterable, e.g. a tf.data.Dataset) of batches, or one batch (x, y) /
+    (x, y, sample_weight), as `validation_data` takes it."""
+    if isinstance(batches, (tuple, list)) and 2 <= len(batches) <= 3 and \
+            not all(isinstance(b, (tuple, list)) for b in batches):
+        return [tuple(batches)]  # one (x, y): not every item is a batch
+    return [tuple(b) for b in batches]
+
+
 def objective_kernel_gradients(model, x, y, sample_weight=None):
     """g_l of the training objective on one batch, with no side effects.
 
@@ -98,7 +120,7 @@ def gradient_flow_on_batches(model, batches):
     """
     layers = layers_lib.prunable_layers(model)
     masks = [l.mask if layers_lib.is_masked_layer(l) else None for l in layers]
-    batches = [tuple(b) for b in batches]
+    batches = as_batches(batches)
     total = sum(int(tf.shape(tf.nest.flatten(b[0])[0])[0]) for b in batches)
     strategy = tf.distribute.get_strategy()
     accumulated = None
@@ -129,32 +151,70 @@ def gradient_flow_on_batches(model, batches):
     return result
 
 
+DEFAULT_NUM_POINTS = 11
+
+
 class EGFCallback(keras.callbacks.Callback):
     """Gradient flow on a fixed batch set at `num_points` spread epochs.
 
     At the end of each evaluation epoch it computes gf_1, gf_2, egf_1, egf_2
     and per-layer EGF norms from one gradient accumulated over `batches`
-    (docs/method.md §2), adds them to the epoch logs as `eval_gf_1`, ...,
-    writes them to TensorBoard (`log_dir`, tags `egf/gf_1`, ...,
-    `egf_layers/<layer>/egf_2`, step = epoch) and keeps them in `points`.
-    `average` is the mean over the points so far ("average EGF").
+    (docs/method.md §2), adds them to the epoch logs as `fixed_batch_gf_1`,
+    ..., `fixed_batch_egf_2` (so History has them at the evaluation epochs;
+    the fixed-batch measure on `batches`, training data unless you pass
+    other, not a validation metric like Keras's `val_*`), writes them to
+    TensorBoard (`log_dir`, tags `egf/gf_1`, ..., `egf_layers/<layer>/egf_2`,
+    step = epoch) and keeps them in `points`. `average` is the mean over the
+    points so far ("average EGF").
+
+    The epochs are `fit`'s (`self.params["epochs"]`), read when training
+    begins.
 
     Args:
-        batches: list of (x, y) batches, fixed for the whole run.
-        epochs: number of epochs of the fit.
-        num_points: evaluation points, 1 <= num_points <= epochs.
+        batches: the fixed batch set: a list of (x, y) batches (or a
+            tf.data.Dataset of them), or one batch (x, y) as in
+            `validation_data`; the same for the whole run.
+        epochs: optional, kept for compatibility: `fit`'s epochs are used;
+            a different number here is an error when training begins.
+        num_points: evaluation points, 1 <= num_points <= epochs (default:
+            min(11, epochs)).
         log_dir: TensorBoard directory (None: no TensorBoard output).
     """
 
-    def __init__(self, batches, epochs, num_points=11, log_dir=None):
+    def __init__(self, batches, epochs=None, num_points=None, log_dir=None):
         super().__init__()
-        self.batches = list(batches)
+        self.batches = as_batches(batches)
         if not self.batches:
-            raise ValueError("EGFCallback needs at least one batch. Received: batches=[]")
-        self.epochs_to_evaluate = evaluation_epochs(epochs, num_points)
+            raise ValueError(f"EGFCallback needs at least one batch. "
+                             f"Received: batches={batches!r}")
+        self.epochs = epochs
+        self.num_points = num_points
+        self.epochs_to_evaluate = None  # set when training begins
+        if epochs is not None:  # bad values fail here, not inside fit
+            self.epochs_to_evaluate = evaluation_epochs(
+                epochs, min(DEFAULT_NUM_POINTS, epochs) if num_points is None
+                else num_points)
         self.log_dir = log_dir
         self.points = []
         self._writer = None
+
+    def on_train_begin(self, logs=None):
+        epochs = (self.params or {}).get("epochs")
+        if epochs is None:  # callbacks driven by hand, without fit's params
+            epochs = self.epochs
+        if epochs is None:
+            raise ValueError("EGFCallback: no epochs to spread the points over: "
+                             "run it in fit(), or pass epochs=. Received: epochs=None")
+        if self.epochs is not None and self.epochs != epochs:
+            raise ValueError(
+                f"EGFCallback(epochs={self.epochs}) but fit runs epochs={epochs}: "
+                f"the points would be spread over {self.epochs} epochs, not "
+                f"{epochs}. Leave epochs= out (fit's is used) or make them "
+                f"equal. Received: epochs={self.epochs}")
+        num_points = self.num_points
+        if num_points is None:
+            num_points = min(DEFAULT_NUM_POINTS, epochs)
+        self.epochs_to_evaluate = evaluation_epochs(epochs, num_points)
 
     @property
     def average(self):
@@ -169,14 +229,14 @@ class EGFCallback(keras.callbacks.Callback):
         return self._writer
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch not in self.epochs_to_evaluate:
+        if self.epochs_to_evaluate is None or epoch not in self.epochs_to_evaluate:
             return
         values = gradient_flow_on_batches(self.model, self.batches)
         point = {"epoch": int(epoch), **values}
         self.points.append(point)
         if logs is not None:
-            for m in MEASURES:
-                logs[f"eval_{m}"] = values[m]
+            for m, key in zip(MEASURES, log_keys()):
+                logs[key] = values[m]
         writer = self._summary_writer()
         if writer is not None:
             with writer.as_default(step=int(epoch)):

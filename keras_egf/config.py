@@ -19,11 +19,44 @@ from keras_egf.pruning.dynamic import METHODS as DYNAMIC_SPARSITY_METHODS
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
 REGULARIZERS = ("l2", "da", "sc", "bn")
+# The regularisers have two spellings, both accepted everywhere (the
+# --regularizers flag, grid files, ComparisonConfig): the names above in a
+# comma list ("l2,bn") and the paper's (and grids') labels, the names in
+# capitals joined by "_" ("L2_BN", "SC_BN"), "NR" for none. Any case.
+NO_REGULARIZERS = "NR"
+DEFAULT_EGF_POINTS = 5  # or `epochs`, when fewer
 MODEL_CHOICES = ("both", "sparse", "dense")
 PRUNING_METHODS = tuple(all_pruning_method_names())  # the pruning registry
 EGF_DATA = ("train", "test")
 SPARSE_TRAINING = ("static",) + DYNAMIC_SPARSITY_METHODS
 DATASET_NAMES = tuple(sorted(DATASETS))
+
+
+def parse_regularizers(value):
+    """The regularisers in `value` as a tuple of names, order kept, not
+    checked (`ComparisonConfig.validate` checks them).
+
+    `value`: a label ("NR", "BN", "SC_BN", "DA_L2_SC_BN"), a comma list
+    ("l2,bn", "SC,bn") or a sequence of either (("BN",), ["da", "L2_BN"]),
+    in any case; "", "NR" and "none" are no regulariser.
+    "DA_BN" -> ("da", "bn"); "NR" -> ().
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = []
+    for item in items:
+        if not isinstance(item, str):
+            names.append(item)  # left for validate to name
+            continue
+        if item.strip().upper() in ("", NO_REGULARIZERS, "NONE"):
+            continue
+        names.extend(part.strip().lower() for part in item.split("_"))
+    return tuple(names)
+
+
+def regularizer_label(regularizers):
+    """The paper's label of a tuple of names: () -> "NR";
+    ("da", "bn") -> "DA_BN"."""
+    return "_".join(r.upper() for r in regularizers) or NO_REGULARIZERS
 
 
 def setting(default, help, choices=None):
@@ -46,13 +79,16 @@ def field_names():
 class ComparisonConfig:
     """Everything that defines one sparse-vs-dense comparison."""
     dataset: str = setting("mnist5k", "Dataset (tfds ones must be prepared "
-                           "once: tfds build NAME --data_dir=DIR).",
+                           "once, on a connected machine: keras-egf-data "
+                           "prepare NAME --data_dir=DIR).",
                            choices=DATASET_NAMES)
     optimizer: str = setting("adam", "Optimizer (momentum = SGD with momentum "
                              "0.9).", choices=OPTIMIZERS)
     learning_rate: float = setting(0.001, "Learning rate (> 0).")
-    regularizers: tuple = setting((), "Comma list of l2, da, sc, bn; empty = "
-                                  "none.", choices=REGULARIZERS)
+    regularizers: tuple = setting(
+        (), "Comma list of l2, da, sc, bn, or the grids' label (NR, L2, BN, "
+        "SC_BN, DA_L2_SC_BN, ...); any case; empty or NR = none.",
+        choices=REGULARIZERS)
     weight_decay: float = setting(5e-4, "L2 factor (l2) and AdamW's decay.")
     arch: str = setting("mlp", "Architecture: mlp (--depth x --dense_width), "
                         "cnn (conv 32-64-64-128 + dense head 128, times "
@@ -85,8 +121,9 @@ class ComparisonConfig:
         "(cosine decay to 0 at 75 % of training).")
     pruning_batches: int = setting(1, "Training batches the data-driven "
                                    "pruning methods (snip, grasp, egf) score on.")
-    egf_points: int = setting(5, "Epochs at which EGF is measured on a fixed "
-                              "batch set, spread evenly (1..epochs).")
+    egf_points: int = setting(
+        None, "Epochs at which EGF is measured on a fixed batch set, spread "
+        f"evenly (1..epochs; default: min({DEFAULT_EGF_POINTS}, epochs)).")
     egf_batches: int = setting(4, "Batches in the fixed EGF batch set.")
     egf_data: str = setting("train", "Data of the fixed EGF batch set.",
                             choices=EGF_DATA)
@@ -115,18 +152,25 @@ class ComparisonConfig:
         for f in fields():
             if f.metadata["choices"] and f.type is not tuple:
                 choice(f.name, f.metadata["choices"])
-        self.regularizers = tuple(r for r in self.regularizers if r)
+        given = self.regularizers
+        self.regularizers = parse_regularizers(given)
         for r in self.regularizers:
             if r not in REGULARIZERS:
+                shown = given if isinstance(given, str) else ",".join(map(str, given))
                 raise ValueError(
-                    f"regularizers={','.join(self.regularizers)!r}: unknown "
-                    f"regularizer {r!r}; use a comma list of {list(REGULARIZERS)}")
+                    f"regularizers={shown!r}: unknown regularizer {r!r}; use a "
+                    f"comma list of {list(REGULARIZERS)} or a label such as "
+                    f"'NR', 'BN', 'SC_BN', 'DA_L2_SC_BN'")
         lr = self.learning_rate
         if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
             bad("learning_rate", "must be a finite number > 0")
         wd = self.weight_decay
         if not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
             bad("weight_decay", "must be a finite number >= 0")
+        e = self.epochs
+        if self.egf_points is None and isinstance(e, (int, np.integer)) and \
+                not isinstance(e, bool) and e >= 1:
+            self.egf_points = min(DEFAULT_EGF_POINTS, int(e))
         for name in ("depth", "dense_width", "epochs", "batch_size", "widen_factor",
                      "egf_points", "egf_batches", "gradient_flow_every",
                      "dst_update_every",

@@ -9,7 +9,10 @@ images scaled to [0, 1], flattened for MLPs or kept as HxWxC images.
   seed) into 4,000 train / 1,000 test images. Works offline.
 - "fashion_mnist", "cifar10", "cifar100": through tensorflow-datasets
   (`tfds.load(..., as_supervised=True, download=False)`); prepare them once
-  with `tfds build NAME --data_dir=DIR` on a connected machine.
+  on a connected machine with `keras-egf-data prepare NAME --data_dir=DIR`
+  (`prepare`: the builder's `download_and_prepare`, which needs nothing
+  beyond this package's requirements; tfds's own `tfds build` command needs
+  apache_beam, which this package does not install).
 
 Data augmentation (the DA regulariser) applies random translation (and a
 horizontal flip for CIFAR) to training batches only.
@@ -90,11 +93,9 @@ def mnist5k_arrays():
 _NOT_PREPARED = (
     "The tensorflow-datasets dataset {name!r} is not prepared in data_dir="
     "{data_dir!r}, and this machine cannot download it. On a machine with "
-    "network access run `tfds build {name} --data_dir=DIR` (or "
-    "`python -c \"import tensorflow_datasets as tfds; tfds.load('{name}', "
-    "data_dir='DIR')\"`), copy DIR here and pass --data_dir=DIR. To run "
-    "offline without it, use the bundled dataset: --dataset=mnist5k. "
-    "(tfds said: {error})"
+    "network access run `keras-egf-data prepare {name} --data_dir=DIR`, "
+    "copy DIR here and pass --data_dir=DIR. To run offline without it, use "
+    "the bundled dataset: --dataset=mnist5k. (tfds said: {error})"
 )
 
 
@@ -177,6 +178,28 @@ def _mnist5k_flat(split):
     source = _mnist5k_scaled_train() if split == "train" else _mnist5k_scaled_test()
     x, y = next(iter(source.batch(1 << 20)))
     return tf.data.Dataset.from_tensor_slices((tf.reshape(x, (x.shape[0], -1)), y))
+
+
+def prepare(name, data_dir=None):
+    """Downloads tfds dataset `name` and prepares it in `data_dir` (tfds's
+    default folder when None), so that `make_datasets` finds it offline
+    afterwards; a dataset already prepared there is left as it is. Needs
+    network access. What `keras-egf-data prepare` runs.
+
+    Returns {"path": the prepared dataset's folder, "train": examples,
+    "test": examples}, or None for the bundled mnist5k (nothing to prepare).
+    """
+    check_dataset(name)
+    if name == "mnist5k":
+        return None
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    builder.download_and_prepare()
+    splits = builder.info.splits
+    counts = {s: int(splits[s].num_examples) if s in splits else None
+              for s in ("train", "test")}
+    return {"path": str(builder.data_dir), **counts}
 
 
 def check_available(name, data_dir=None):

@@ -8,7 +8,8 @@ A grid file:
      "objective": "sparse_test_accuracy"}               # optional
 Every key of "fixed" and "grid" is a ComparisonConfig field; every "grid"
 value is a non-empty list. Regularizers are written as in the paper: "NR",
-"L2", "DA", "SC", "BN" or combinations such as "DA_BN".
+"L2", "DA", "SC", "BN" or combinations such as "DA_BN" (or as the binary's
+comma lists, "da,bn": `keras_egf.config.parse_regularizers`).
 """
 
 import dataclasses
@@ -16,7 +17,11 @@ import itertools
 import json
 
 from keras_egf import config as config_lib
-from keras_egf.config import ComparisonConfig
+from keras_egf.config import (  # noqa: F401  (re-exported)
+    ComparisonConfig,
+    parse_regularizers,
+    regularizer_label,
+)
 
 TOP_LEVEL_KEYS = ("name", "fixed", "grid", "objective")
 OBJECTIVES = ("sparse_test_accuracy", "dense_test_accuracy",
@@ -26,19 +31,6 @@ _FIELDS = {f.name: f for f in config_lib.fields()}
 # labels such as "DA_BN"); a field whose default is None also takes null.
 _TYPES = {f.name: (str if f.type is tuple else f.type) for f in config_lib.fields()}
 _NULLABLE = {f.name for f in config_lib.fields() if f.default is None}
-
-
-def parse_regularizers(label):
-    """"NR" or "" -> (); "DA_BN" -> ("da", "bn")."""
-    label = label.strip()
-    if label.upper() in ("", "NR", "NONE"):
-        return ()
-    return tuple(part.lower() for part in label.split("_"))
-
-
-def regularizer_label(regularizers):
-    """() -> "NR"; ("da", "bn") -> "DA_BN"."""
-    return "_".join(r.upper() for r in regularizers) or "NR"
 
 
 def _check_value(key, value, where):

@@ -54,7 +54,12 @@ import tensorflow as tf
 
 from keras_egf import experiment
 from keras_egf import files
-from keras_egf.callbacks import DEFAULT_MAX_LOSS, divergence_reason, evaluation_epochs
+from keras_egf.callbacks import (
+    DEFAULT_MAX_LOSS,
+    LOG_PREFIX,
+    divergence_reason,
+    evaluation_epochs,
+)
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
 
 PACKABLE_ACTIVATIONS = ("relu", "prelu", "elu", "swish", "sigmoid")
@@ -455,7 +460,7 @@ class PackedTrainer:
                                 for j, l in enumerate(self.dense_layers)}}
             member.points.append(point)
             for m in GRADIENT_FLOW_METRICS:
-                member.history.setdefault(f"eval_{m}", []).append(point[m])
+                member.history.setdefault(LOG_PREFIX + m, []).append(point[m])
 
     def train(self, verbose=0):
         """Trains every member; returns the wall time in seconds."""
@@ -552,10 +557,10 @@ def _scalar_events(log_dir, scalars):
 def _write_tensorboard(member, output_dir):
     log_dir = os.path.join(output_dir, "tensorboard", member.name)
     # As Keras's TensorBoard callback: every History key per epoch (the
-    # fixed-batch eval_* ones at their evaluation epochs) and the rate.
+    # fixed_batch_* ones at their evaluation epochs) and the rate.
     eval_epochs = [point["epoch"] for point in member.points]
     train = [(f"epoch_{key}", value, epoch) for key, values in member.history.items()
-             for epoch, value in zip(eval_epochs if key.startswith("eval_")
+             for epoch, value in zip(eval_epochs if key.startswith(LOG_PREFIX)
                                      else range(len(values)), values)]
     train += [("epoch_learning_rate", member.config.learning_rate, epoch)
               for epoch in range(len(member.history.get("loss", ())))]

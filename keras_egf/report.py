@@ -116,12 +116,17 @@ class Sweep:
         return counts
 
 
+def plural(count, noun):
+    """"1 trial", "2 trials", "0 trials"."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def mixed_versions_text(counts):
     """A warning naming each keras_egf version and its trial count, or ""
     when all `counts` ({version: n}) are one version."""
     if len(counts) < 2:
         return ""
-    listed = ", ".join(f"{v} ({n} trials)" for v, n in sorted(counts.items()))
+    listed = ", ".join(f"{v} ({plural(n, 'trial')})" for v, n in sorted(counts.items()))
     return (f"Warning: these trials were written by different keras_egf "
             f"versions: {listed}. Versions can build or train the same "
             "config differently, so their numbers are not comparable; re-run "
@@ -252,7 +257,7 @@ def _left_out_text(sweep):
                 f"{n} {reason}" for reason, n in sorted(counts.items())))
     pairs_out = sum(1 for t in sweep.trials
                     if not (t.finished("sparse") and t.finished("dense")))
-    text = (f"{len(sweep.trials)} trials read; left out of the correlations: "
+    text = (f"{plural(len(sweep.trials), 'trial')} read; left out of the correlations: "
             + ("; ".join(parts) if parts else "none")
             + f" ({pairs_out} trial(s) without a matched pair of finished "
             "models).")

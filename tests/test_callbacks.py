@@ -77,7 +77,10 @@ def test_callback_values_match_independent_recomputation(tmp_path):
     for m in cb.MEASURES:
         np.testing.assert_allclose(egf.average[m], np.mean([e[m] for e in expected]),
                                    rtol=1e-5)
-    assert len(history.history["eval_egf_2"]) == 3
+    # The logs name the fixed-batch measure, at the evaluation epochs only.
+    assert len(history.history["fixed_batch_egf_2"]) == 3
+    assert not [k for k in history.history if k.startswith(("eval_", "val_"))]
+    assert set(cb.log_keys()) <= set(history.history)
     # Pruned positions carry gradient: plain gf_1 exceeds L * EGF_1.
     assert egf.points[0]["gf_1"] > 2 * egf.points[0]["egf_1"]
     # TensorBoard: egf scalars at exactly those steps.
@@ -91,6 +94,44 @@ def test_callback_values_match_independent_recomputation(tmp_path):
     values = [float(tf.make_ndarray(e.tensor_proto)) if hasattr(e, "tensor_proto")
               else e.value for e in events]
     np.testing.assert_allclose(values, [p["egf_2"] for p in egf.points], rtol=1e-6)
+
+
+def test_callback_reads_epochs_from_fit():
+    model, x, y, batches = _setup()
+    egf = cb.EGFCallback(batches, num_points=3)  # no epochs=: fit's
+    model.fit(x, y, batch_size=16, epochs=5, verbose=0, callbacks=[egf])
+    assert [p["epoch"] for p in egf.points] == [0, 2, 4]
+    default = cb.EGFCallback(batches)  # num_points: min(11, epochs)
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[default])
+    assert [p["epoch"] for p in default.points] == [0, 1, 2]
+
+
+def test_callback_epochs_other_than_fits_are_an_error():
+    model, x, y, batches = _setup()
+    egf = cb.EGFCallback(batches, epochs=10, num_points=3)
+    with pytest.raises(ValueError, match="epochs=10.*epochs=5"):
+        model.fit(x, y, batch_size=16, epochs=5, verbose=0, callbacks=[egf])
+    assert egf.points == []
+    same = cb.EGFCallback(batches, epochs=2, num_points=2)  # compatible
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[same])
+    assert [p["epoch"] for p in same.points] == [0, 1]
+
+
+def test_callback_takes_x_y_as_validation_data_does(tmp_path):
+    model, x, y, _ = _setup()
+    pair = cb.EGFCallback((x[:48], y[:48]), num_points=1)
+    batch_list = cb.EGFCallback([(x[:48], y[:48])], num_points=1)
+    dataset = cb.EGFCallback(tf.data.Dataset.from_tensor_slices(
+        (x[:48], y[:48])).batch(48), num_points=1)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False,
+              callbacks=[pair, batch_list, dataset])
+    expected = _independent(model, [(x[:48], y[:48])])
+    for egf in (pair, batch_list, dataset):
+        assert len(egf.batches) == 1
+        for m in cb.MEASURES:
+            np.testing.assert_allclose(egf.points[0][m], expected[m], rtol=1e-5)
+    with_weights = cb.EGFCallback((x[:8], y[:8], np.ones(8, "float32")), num_points=1)
+    assert len(with_weights.batches) == 1 and len(with_weights.batches[0]) == 3
 
 
 def test_divergence_monitor_stops_on_nan():

@@ -1,8 +1,14 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from keras_egf import data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("name, shape, classes", [
@@ -51,8 +57,65 @@ def test_augmentation_changes_training_images_only():
 
 
 def test_unprepared_tfds_dataset_says_how_to_prepare(tmp_path):
-    with pytest.raises(data.DatasetNotPreparedError, match="tfds build cifar10"):
+    with pytest.raises(data.DatasetNotPreparedError,
+                       match="keras-egf-data prepare cifar10 --data_dir=DIR"):
         data.make_datasets("cifar10", data_dir=str(tmp_path))
+
+
+class _Downloading(Exception):
+    """Raised where tfds would start downloading."""
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist", "cifar10", "cifar100"])
+def test_prepare_runs_the_tfds_builder_up_to_the_download(name, tmp_path, monkeypatch):
+    """`prepare` is the builder's download_and_prepare (what `tfds build`
+    runs, without its apache_beam import): in the installed environment it
+    gets as far as downloading into data_dir; the download is stubbed."""
+    def download(self, url_or_urls, *args, **kwargs):
+        raise _Downloading(url_or_urls)
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download", download)
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract",
+                        download)
+    with pytest.raises(_Downloading, match="http"):
+        data.prepare(name, str(tmp_path))
+    assert (tmp_path / name).is_dir()  # into the data_dir given
+
+
+def test_prepare_then_load_under_tfds_mock(tmp_path):
+    with tfds.testing.mock_data(num_examples=8):
+        prepared = data.prepare("cifar10", str(tmp_path))
+        assert prepared["path"] and set(prepared) == {"path", "train", "test"}
+        data.check_available("cifar10", str(tmp_path))
+    assert data.prepare("mnist5k") is None  # bundled
+    with pytest.raises(ValueError, match="'imagenet'"):
+        data.prepare("imagenet")
+
+
+_MOCK_TFDS_PREPARE = """
+import sys
+import tensorflow_datasets as tfds
+from trainers.data import run
+sys.argv[0] = "keras-egf-data"
+with tfds.testing.mock_data(num_examples=8):
+    run()
+"""
+
+
+def test_data_binary_prepares_under_tfds_mock(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-c", _MOCK_TFDS_PREPARE, "prepare", "mnist5k", "cifar10",
+         f"--data_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True,
+        timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mnist5k: bundled" in proc.stdout
+    assert "cifar10: prepared in " in proc.stdout
+    assert f"--dataset=cifar10 --data_dir={tmp_path}" in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-c", _MOCK_TFDS_PREPARE, "prepare", "imagenet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode == 2 and "'imagenet'" in bad.stderr
 
 
 def test_unknown_dataset_named():

@@ -45,6 +45,17 @@ def test_bad_grids_name_the_key(spec, named):
         grid_lib.parse_grid(spec)
 
 
+def test_grid_regularizers_take_the_binarys_comma_lists_too():
+    grid = grid_lib.parse_grid({"name": "x", "fixed": {"depth": 2},
+                                "grid": {"regularizers": ["l2,bn", "SC_BN", "nr"]}})
+    assert [grid.config(p).regularizers for p in grid.points()] == [
+        ("l2", "bn"), ("sc", "bn"), ()]
+    # sc at depth 1 is left out whichever spelling says it
+    shallow = grid_lib.parse_grid({"name": "x", "fixed": {"depth": 1},
+                                   "grid": {"regularizers": ["sc,bn", "BN"]}})
+    assert shallow.points() == [{"regularizers": "BN"}]
+
+
 def test_bad_grid_file_fails_before_training(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"name": "x", "grid": {"widht": [1]}}))

@@ -282,6 +282,12 @@ def test_results_of_different_library_versions_are_named(tmp_path):
     sweep = report.load_sweep(path)
     assert sweep.library_versions() == {"0.1.0": 2, "0.2.0": 1, "unknown": 10}
     text = report.write_report(path, str(out), min_pairs=3)["left_out"]
-    assert ("different keras_egf versions: 0.1.0 (2 trials), 0.2.0 (1 trials), "
+    assert ("different keras_egf versions: 0.1.0 (2 trials), 0.2.0 (1 trial), "
             "unknown (10 trials)") in text
+    assert text.startswith("13 trials read")
     assert "different keras_egf versions" in (out / "report.md").read_text()
+
+
+def test_plural():
+    assert [report.plural(n, "trial") for n in (0, 1, 2)] == [
+        "0 trials", "1 trial", "2 trials"]

@@ -406,7 +406,7 @@ def test_unprepared_dataset_fails_before_any_trial(tmp_path):
                       dataset="cifar10", data_dir=str(tmp_path / "no_data"))
     proc = subprocess.run(_sweep_cmd(grid, tmp_path / "out"), cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "tfds build cifar10" in proc.stderr
+    assert proc.returncode == 2 and "keras-egf-data prepare cifar10" in proc.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -53,6 +53,9 @@ def test_binary_end_to_end_writes_results_and_png(finished_run):
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["diverged"] is False
         assert [p["epoch"] for p in r["egf_points"]] == [0, 1]
         assert set(r["average"]) == {"gf_1", "gf_2", "egf_1", "egf_2"}
+        # History: the callback's fixed-batch values, at the EGF points
+        assert [r["history"]["fixed_batch_egf_2"]] == [
+            [p["egf_2"] for p in r["egf_points"]]]
     assert results["config"]["regularizers"] == ["bn", "l2"]
     assert "tensorflow" in results["versions"]
     png = out / "comparison.png"
@@ -290,11 +293,27 @@ def test_interrupt_reraised_as_another_error_still_exits_130(tmp_path, binary):
 
 def test_unprepared_dataset_creates_nothing(tmp_path):
     out = tmp_path / "never"
+    # --epochs=1 with TINY's --egf_points=2 is also wrong: the data comes first.
     proc = _train([*TINY, "--dataset=cifar10", f"--data_dir={tmp_path / 'tfds'}",
-                   f"--output_dir={out}"])
+                   "--epochs=1", f"--output_dir={out}"])
     assert proc.returncode == 2
-    assert "tfds build cifar10" in proc.stderr
+    assert "keras-egf-data prepare cifar10 --data_dir=DIR" in proc.stderr
+    assert "egf_points" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_epochs_alone_and_a_grid_regularizer_label(tmp_path):
+    """--epochs=1 with no --egf_points (default min(5, epochs)), and the
+    grids' spelling --regularizers=BN, which is bn."""
+    out = tmp_path / "run"
+    proc = _train(["--dataset=mnist5k", "--dense_width=8", "--epochs=1",
+                   "--egf_batches=1", "--batch_size=512", "--regularizers=BN",
+                   "--models=sparse", "--verbose=0", f"--output_dir={out}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["regularizers"] == ["bn"]
+    assert results["config"]["egf_points"] == 1
+    assert [p["epoch"] for p in results["models"]["sparse"]["egf_points"]] == [0]
 
 
 @pytest.mark.parametrize("flag, value", [("batch_size", "0"),

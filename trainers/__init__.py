@@ -1,6 +1,7 @@
-"""absl-flag binaries: keras-egf-train, keras-egf-sweep, keras-egf-report.
+"""absl-flag binaries: keras-egf-train, keras-egf-sweep, keras-egf-report,
+keras-egf-data.
 
-Exit codes, the same for all three: 0 done; 2 bad input (a flag, a config
+Exit codes, the same for all four: 0 done; 2 bad input (a flag, a config
 or grid value, a folder that cannot be used), with one line naming it on
 stderr; 130 interrupted (Ctrl-C), nothing half-written left behind; 1 any
 other failure.
@@ -23,11 +24,90 @@ def fail(program, message):
     return EXIT_BAD_INPUT
 
 
-def run_binary(main):
-    """app.run(main), with flag errors exiting EXIT_BAD_INPUT like config
-    errors (absl's own parser exits 1)."""
+# Sections of absl's --helpfull that --helpfull keeps after the binary's own
+# flags: flag files, absl.app (help, debugging) and logging. Flags that
+# imported libraries register (absltest, TensorFlow's TPU client, pfor) are
+# left out: these binaries do not read them.
+ABSL_HELP_SECTIONS = ("absl.flags", "absl.app", "absl.logging")
+
+
+def _help_sections():
+    """{module name: its lines} of absl's full flag help."""
+    from absl import flags
+
+    sections, name = {}, None
+    for line in flags.FLAGS.get_help().splitlines():
+        if line and not line[0].isspace() and line.endswith(":"):
+            name = line[:-1]
+            sections[name] = []
+        elif name is not None and line.strip():
+            sections[name].append(line)
+    return sections
+
+
+def help_text(module, full=False):
+    """What `--help` (`-?`, `--helpshort`) prints: the binary's docstring and
+    its own flags; `full` (`--helpfull`) adds absl's flags
+    (`ABSL_HELP_SECTIONS`).
+
+    `module` is the binary's module; absl files the flags of a module run
+    as `__main__` (python -m trainers.train) under `sys.argv[0]`.
+    """
+    own = sys.argv[0] if module.__name__ == "__main__" else module.__name__
+    sections = _help_sections()
+    text = (module.__doc__ or "").strip() + "\n\nflags:\n"
+    text += "\n".join(sections.get(own, [])) + "\n"
+    if full:
+        for name in ABSL_HELP_SECTIONS:
+            if sections.get(name):
+                text += f"\n{name}:\n" + "\n".join(sections[name]) + "\n"
+    else:
+        text += ("\nFlags can also come from a file: --flagfile=FILE.\n"
+                 "--helpfull adds absl's flags (logging, debugging).\n")
+    return text
+
+
+def _define_help_flags(module):
+    """Replaces absl's --help/-?, --helpshort and --helpfull, which print the
+    flags of `__main__` (none for a console script, whose `__main__` is the
+    generated stub) or every imported library's, and exit 1, by flags that
+    print `help_text(module)` to stdout and exit 0."""
     from absl import app
     from absl import flags
+
+    class HelpFlag(flags.BooleanFlag):
+        def __init__(self, name, short_name, full):
+            super().__init__(name, False, "show the full help (absl's flags "
+                             "too)" if full else "show this help",
+                             short_name=short_name, allow_hide_cpp=True)
+            self.full = full
+
+        def parse(self, arg):
+            if self._parse(arg):
+                try:
+                    sys.stdout.write(help_text(module, full=self.full))
+                    sys.stdout.flush()
+                except BrokenPipeError:  # e.g. | head
+                    pass
+                sys.exit(0)
+
+    app.define_help_flags()  # absl's (app.run then leaves the flags alone)
+    for name in ("help", "?", "helpshort", "helpfull"):
+        if name in flags.FLAGS:
+            delattr(flags.FLAGS, name)
+    for name, short_name, full in (("help", "?", False), ("helpshort", None, False),
+                                   ("helpfull", None, True)):
+        flags.DEFINE_flag(HelpFlag(name, short_name, full), module_name="absl.app")
+
+
+def run_binary(main):
+    """app.run(main), with flag errors exiting EXIT_BAD_INPUT like config
+    errors (absl's own parser exits 1), and --help, --helpshort and
+    --helpfull listing the binary's own flags, exit 0 (`help_text`)."""
+    from absl import app
+    from absl import flags
+
+    _define_help_flags(sys.modules[main.__module__])
 
     def parse(argv):
         try:

@@ -128,10 +128,13 @@ def main(argv):
     hparams_dir = os.path.join(tuner.project_dir, "hparams")
     if role in (None, "chief") and not os.path.isdir(hparams_dir):
         sweep.write_hparams_config(hparams_dir, grid)  # the HParams dashboard
+    from keras_egf.report import plural
+
     done = len(tuner.finished_trials())
-    packs = (f" (packs of up to {FLAGS.pack} of the {grid.size()} points)"
+    packs = (f" (packs of up to {FLAGS.pack} of the {plural(grid.size(), 'point')})"
              if FLAGS.pack > 1 else "")
-    print(f"Sweep {grid.name!r}: {tuner.total_trials} trials{packs} into {FLAGS.output_dir}"
+    print(f"Sweep {grid.name!r}: {plural(tuner.total_trials, 'trial')}{packs} into "
+          f"{FLAGS.output_dir}"
           + (f" ({done} already finished)" if done else "")
           + (f" as {role}" if role else ""), flush=True)
     if done:
@@ -155,7 +158,8 @@ def main(argv):
         print("\nInterrupted. Finished trials are kept; run the same command "
               "again to resume.", flush=True)
         return EXIT_INTERRUPTED
-    print(f"Done: {len(tuner.finished_trials())}/{tuner.total_trials} trials in "
+    print(f"Done: {len(tuner.finished_trials())}/"
+          f"{plural(tuner.total_trials, 'trial')} in "
           f"{FLAGS.output_dir}. Report: keras-egf-report --sweep_dir="
           f"{FLAGS.output_dir} --output_dir={FLAGS.output_dir}/report")
     return 0

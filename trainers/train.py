@@ -67,6 +67,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}", exitcode=2)
     try:
+        # The data first: an unprepared dataset is the one problem that the
+        # other flags' fixes cannot get past.
+        data.check_available(FLAGS.dataset, FLAGS.data_dir)
         config = config_from_flags()
         results = experiment.run_comparison_into(
             config, FLAGS.output_dir, overwrite=FLAGS.overwrite,
