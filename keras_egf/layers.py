@@ -250,6 +250,11 @@ class MaskedConv2D(MaskedKernelMixin, keras.layers.Conv2D):
         return outputs
 
 
+# Legacy .h5 files name classes without their package.
+keras.saving.get_custom_objects().update(
+    MaskedDense=MaskedDense, MaskedConv2D=MaskedConv2D)
+
+
 def plain_config(layer):
     """`layer.get_config()` less the pruning options: a config the plain
     Keras layer (Dense, Conv2D, ...) accepts."""
@@ -327,10 +332,14 @@ def weight_key(layer, variable, count):
     has `count` > 1 prunable weights."""
     if count == 1:
         return layer.name
+    return f"{layer.name}/{relative_path(layer, variable)}"
+
+
+def relative_path(layer, variable):
+    """`variable`'s path below `layer`'s (its whole path if not below)."""
     prefix = layer.path + "/"
     path = variable.path
-    return f"{layer.name}/" + (path[len(prefix):] if path.startswith(prefix)
-                               else variable.name)
+    return path[len(prefix):] if path.startswith(prefix) else path
 
 
 def model_layers(model):

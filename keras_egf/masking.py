@@ -63,9 +63,12 @@ class MaskedWeightsMixin(PruningOptionsMixin):
 
     def _build_masks(self):
         variables = prunable_lib.prunable_variables(self, building=True)
-        masks = [self.add_weight(name=f"{v.name}_mask", shape=tuple(v.shape),
+        names = [layers_lib.relative_path(self, v).replace("/", "_")
+                 for v in variables]
+        masks = [self.add_weight(name=f"{n}_mask", shape=tuple(v.shape),
                                  initializer="ones", trainable=False,
-                                 dtype=self.mask_dtype) for v in variables]
+                                 dtype=self.mask_dtype)
+                 for n, v in zip(names, variables)]
         # Not tracked a second time (add_weight tracked the masks).
         object.__setattr__(self, "_weight_masks", masks)
 

@@ -353,6 +353,10 @@ class MaskedModel(keras.Model):
         return {k: v for k, v in logs.items() if k not in GRADIENT_FLOW_METRICS}
 
 
+# Legacy .h5 files name classes without their package.
+keras.saving.get_custom_objects()["MaskedModel"] = MaskedModel
+
+
 def model_structure(model):
     """(inputs, outputs) of a functional or Sequential model in the
     structure it was built with (a tensor, a list, a dict); (None, None)

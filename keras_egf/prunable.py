@@ -181,7 +181,8 @@ def unsupported_reason(layer):
     """Why `layer` cannot be pruned, for error messages."""
     if isinstance(layer, keras.layers.RNN):
         cells = [type(c).__name__ for c in _rnn_cells(layer)
-                 if _cell_weights(c) is None]
+                 if not (hasattr(c, "get_prunable_weights")
+                         or isinstance(c, _RNN_CELLS))]
         return (f"RNN layer {layer.name!r} has cells {cells} that are neither "
                 "SimpleRNNCell/GRUCell/LSTMCell nor a PrunableLayer")
     return (f"layer {layer.name!r} of type {type(layer).__name__} holds weights "

@@ -107,20 +107,13 @@ def test_tfmot_update_pruning_steps_and_logs_summaries():
 
     assert _pruning_step(steps0) == 3
     assert _pruning_step(steps1) == 3
-    # Steps 1, 2, 3 (PruningSummaries asks the schedules too, at epoch end).
-    assert sorted(set(steps0.steps)) == sorted(set(steps1.steps)) == [1, 2, 3]
+    # Pruning steps 1, 2, 3; PruningSummaries also reads the schedules for
+    # its target_sparsity scalar, at each epoch's start (step 0 first).
+    assert sorted(set(steps0.steps)) == sorted(set(steps1.steps)) == [0, 1, 2, 3]
 
     _assert_logs_exist(log_dir)
 
 
-@pytest.mark.xfail(
-    reason="TFMOT's custom-training-loop recipe does not run on keras-egf: "
-    "UpdatePruningStep has no on_epoch_end(batch=...) (TFMOT's re-masking "
-    "hook; Keras 3's Callback.on_epoch_end(epoch, logs) raises TypeError on "
-    "the `batch` keyword), and PruningSummaries writes only in "
-    "on_epoch_end, so on_epoch_begin (the only call in TFMOT's loop) logs "
-    "nothing",
-    raises=(TypeError, AssertionError), strict=True)
 def test_tfmot_update_pruning_steps_and_logs_summaries_custom_training_loop():
     log_dir = tempfile.mkdtemp()
     pruned_model, loss, optimizer, x_train, y_train = _pruned_model_setup(

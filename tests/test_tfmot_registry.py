@@ -236,12 +236,6 @@ def test_tfmot_make_prunable_works_on_keras_rnn_layer_with_prunable_cell():
           [m1.kernel, m1.recurrent_kernel, m2.kernel, m2.recurrent_kernel])
 
 
-@pytest.mark.xfail(
-    reason="keras_egf.prunable.unsupported_reason, building the error "
-    "message, reads kernel/recurrent_kernel (_cell_weights) of every cell "
-    "of the unbuilt RNN: AttributeError from the supported LSTMCell instead "
-    "of the ValueError naming MinimalRNNCell",
-    raises=AttributeError, strict=True)
 def test_tfmot_make_prunable_raises_error_on_rnn_layers_unsupported_cell():
     with pytest.raises(ValueError):
         ke.prune_low_magnitude(

@@ -89,7 +89,7 @@ def _check_seed(seed):
 
 def compute_masks(model, sparsity=None, method="random", distribution="uniform",
                   scope="layer", seed=None, exclude=(), batches=None,
-                  counts=None, rounds=None, **options):
+                  counts=None, rounds=None, sparsity_m_by_n=None, **options):
     """Masks {layer name: 0/1 array} of `method`, exact kept counts.
 
     Args:
@@ -100,6 +100,11 @@ def compute_masks(model, sparsity=None, method="random", distribution="uniform",
             SC-SDC capacity plan): the method only decides which weights.
         batches: [(x, y), ...] for data-driven methods (snip, grasp, egf).
         rounds: iterations of an iterative method (default: the method's).
+        sparsity_m_by_n: (m, n): instead of a sparsity, keep the n - m
+            highest scores in every n consecutive weights along each
+            kernel's input dimension (`keras_egf.pruning.structured`); the
+            method scores once (iterative methods too), `sparsity`,
+            `counts` and `scope` must be left unset.
         **options: passed to the score function (e.g. loss, temperature).
 
     The model's masks are changed only by iterative methods (between
@@ -107,6 +112,9 @@ def compute_masks(model, sparsity=None, method="random", distribution="uniform",
     """
     spec = get_pruning_method(method)
     _check_seed(seed)
+    if sparsity_m_by_n is not None:
+        return _m_by_n_masks(model, spec, method, sparsity_m_by_n, sparsity,
+                             counts, scope, seed, exclude, batches, options)
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}. Received: scope={scope!r}")
     exclude = check_exclude(model, exclude)
@@ -159,9 +167,33 @@ def compute_masks(model, sparsity=None, method="random", distribution="uniform",
     return {**masks, **dense}
 
 
+def _m_by_n_masks(model, spec, method, sparsity_m_by_n, sparsity, counts,
+                  scope, seed, exclude, batches, options):
+    from keras_egf.pruning import structured
+
+    if sparsity is not None or counts is not None or scope != "layer":
+        raise ValueError(
+            "sparsity_m_by_n fixes the sparsity (m / n per group): leave "
+            f"sparsity, counts and scope unset. Received: sparsity={sparsity!r}"
+            f", counts={counts!r}, scope={scope!r}")
+    exclude = check_exclude(model, exclude)
+    shapes = kernel_shapes(model)
+    if spec.needs_data and not batches:
+        raise ValueError(f"Pruning method {method!r} needs data: pass "
+                         "batches=[(x, y), ...].")
+    raw = spec.score(model, batches=batches, seed=seed, **options)
+    scores = among_kept({n: raw[n] for n in shapes if n not in exclude},
+                        get_masks(model))
+    masks = {n: structured.m_by_n_mask(
+        np.where(np.isfinite(v), v, np.finfo(np.float64).min), sparsity_m_by_n)
+        for n, v in scores.items()}
+    masks.update({n: np.ones(shapes[n], np.float32) for n in exclude})
+    return masks
+
+
 def prune(model, sparsity=None, method="random", distribution="uniform",
           seed=None, exclude=(), scope="layer", batches=None, counts=None,
-          **options):
+          sparsity_m_by_n=None, **options):
     """Computes masks with `method` and applies them; returns the masks.
 
     `exclude`: a layer name or names left dense (all-ones masks).
@@ -169,7 +201,7 @@ def prune(model, sparsity=None, method="random", distribution="uniform",
     masks = compute_masks(model, sparsity, method=method,
                           distribution=distribution, scope=scope, seed=seed,
                           exclude=exclude, batches=batches, counts=counts,
-                          **options)
+                          sparsity_m_by_n=sparsity_m_by_n, **options)
     apply_masks(model, masks)
     return masks
 

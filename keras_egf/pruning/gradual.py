@@ -205,11 +205,20 @@ class UpdatePruningStep(keras.callbacks.Callback):
             update_masks(self.model, sparsity, score, layers=layers)
             self.updates.append((step, sparsity))
 
+    def on_epoch_end(self, epoch=None, logs=None, batch=None):
+        """Re-zeroes pruned weights (TFMOT's re-masking at epoch end, so a
+        model saved then holds weight * mask even if trained by a custom
+        loop that does not mask gradients). Takes TFMOT's `batch=`."""
+        for entry, _ in getattr(self, "_layers", ()):
+            entry.apply_mask_to_kernel()
+
 
 class PruningSummaries(keras.callbacks.Callback):
-    """TensorBoard scalars per epoch: `pruning/<layer>/sparsity` and
-    `pruning/target_sparsity` (TFMOT's `PruningSummaries`); with layers on
-    different schedules, `pruning/<layer>/target_sparsity` instead."""
+    """TensorBoard scalars at each epoch's start (as TFMOT's
+    `PruningSummaries`) and at the end of training:
+    `pruning/<layer>/sparsity` and `pruning/target_sparsity`; with layers on
+    different schedules, `pruning/<layer>/target_sparsity` instead.
+    `log_dir` must be a non-empty path."""
 
     def __init__(self, log_dir, pruning_schedule=None):
         super().__init__()
@@ -220,7 +229,17 @@ class PruningSummaries(keras.callbacks.Callback):
         self.pruning_schedule = pruning_schedule
         self._writer = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):
+        # As TFMOT's: the state the epoch starts from, at its step.
+        self._write()
+
+    def on_train_end(self, logs=None):
+        self._write()  # and the final state
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _write(self):
         import tensorflow as tf
 
         if self._writer is None:
@@ -238,8 +257,3 @@ class PruningSummaries(keras.callbacks.Callback):
                 _, target = next(iter(schedules.values()))(step)
                 tf.summary.scalar("pruning/target_sparsity", target)
         self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None

@@ -4,8 +4,8 @@ blocks, from any scores (|w| for magnitude pruning), with TFMOT's layouts.
 M-by-N groups run along the input dimension of a kernel, the
 second-to-last axis (Dense [in, out], Conv2D [h, w, in, out], ...): for
 every position of the other axes, each run of n consecutive inputs keeps
-its n - m highest scores; a last, shorter run keeps as many as a run of n
-padded with zeros would (TFMOT's `generate_m_by_n_mask`). 2:4 on a Dense
+its n - m highest scores; a last, shorter run of r keeps min(r, n - m)
+(TFMOT's `generate_m_by_n_mask`, which pads with zeros). 2:4 on a Dense
 or Conv2D kernel is what sparse tensor cores accelerate.
 
 Blocks (2-D weights only, as TFMOT): the scores are pooled over
@@ -37,10 +37,10 @@ def m_by_n_mask(scores, sparsity_m_by_n=(2, 4)):
     rows, moved_shape = _rows_along_inputs(scores)
     width = rows.shape[1]
     padded = -(-width // n) * n
-    values = np.zeros((rows.shape[0], padded), np.float64)
+    values = np.full((rows.shape[0], padded), -np.inf)
     values[:, :width] = rows
-    # A padded position scores 0, as TFMOT pads |w| with zeros; ties keep
-    # the earlier position, so a real 0 wins over padding.
+    # Padding ranks last: TFMOT pads |w| with zeros and breaks ties by
+    # position, so a real weight always wins over padding there too.
     groups = values.reshape(rows.shape[0], padded // n, n)
     order = np.argsort(-groups, axis=-1, kind="stable")[..., :n - m]
     keep = np.zeros_like(groups, dtype=bool)
