@@ -137,6 +137,12 @@ def dense_equivalent(model):
     prunable = layers_lib.prunable_layers(model)
     if not prunable:
         raise ValueError(f"Model {model.name!r} has no Dense/Conv2D layers.")
+    other = [e.name for e in prunable if isinstance(e, layers_lib.WeightMask)]
+    if other:
+        raise ValueError(
+            "dense_equivalent sizes Dense and Conv2D layers (units, filters "
+            f"from active weights); model {model.name!r} also prunes {other}, "
+            "whose dense width is not defined by an active count.")
     counts = active_weights(model)
     names = {l.name for l in prunable}
     last = prunable[-1].name

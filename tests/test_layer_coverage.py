@@ -226,3 +226,39 @@ def test_fit_without_update_pruning_step_is_an_error():
     x, y = _data("Dense")
     with pytest.raises(ValueError, match="UpdatePruningStep"):
         model.fit(x, y, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("method", ["rigl", "set"])
+def test_dynamic_sparsity_and_from_scratch_pruning_on_rnn_and_custom_layers(method):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((5, 3))
+    h = L.LSTM(6, name="lstm")(x)
+    model = ke.prune_low_magnitude(keras.Model(x, Scale(name="scale")(h)),
+                                   pruning.ConstantSparsity(0.5, 10 ** 6))
+    ke.prune(model, 0.5, method="snip",
+             batches=[(np.ones((4, 5, 3), "float32"), np.zeros((4, 5)))],
+             loss=keras.losses.MeanSquaredError())
+    entries = ke.prunable_layers(model)
+    assert [e.name for e in entries] == [
+        "lstm/lstm_cell/kernel", "lstm/lstm_cell/recurrent_kernel", "scale"]
+    before = {e.name: e.mask.numpy().copy() for e in entries}
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(size=(32, 5, 3)).astype("float32"), rng.normal(size=(32, 5))
+    dst = pruning.DynamicSparsity(method, update_every=2, drop_fraction=0.3,
+                                  end_step=8)
+    model.fit(xs, ys, batch_size=4, epochs=1, verbose=0, shuffle=False,
+              callbacks=[dst, pruning.UpdatePruningStep()])
+    changed = 0
+    for e in entries:
+        mask = e.mask.numpy()
+        assert int(mask.sum()) == int(before[e.name].sum())  # counts kept
+        assert np.all(e.kernel.numpy()[mask == 0] == 0.0)
+        changed += int((mask != before[e.name]).sum())
+    assert changed > 0  # connections moved in the LSTM and the custom layer
+
+
+def test_dense_equivalent_refuses_layers_it_cannot_size():
+    model = ke.prune_low_magnitude(_model("LSTM"))
+    with pytest.raises(ValueError, match=r"also prunes \['lstm\w*/lstm_cell"):
+        ke.dense_equivalent(model)
