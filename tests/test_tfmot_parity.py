@@ -282,3 +282,71 @@ def test_update_pruning_step_refuses_a_method_that_needs_data(method):
     with pytest.raises(ValueError, match="'bogus'"):
         pruning.UpdatePruningStep(method="bogus")
     assert pruning.UpdatePruningStep(method="synflow").method == "synflow"
+
+
+def test_schedule_resumes_after_save_load_at_tfmot_steps(tmp_path):
+    # TFMOT's pruning_step for batch k is k and is saved with the model;
+    # here the step continues from the saved optimizer's iterations and the
+    # schedule is saved in each layer's config (not passed again).
+    x, y = _data(n=64)
+    schedule = pruning.PolynomialDecay(0.2, 0.8, begin_step=1, end_step=8,
+                                       frequency=1)
+    model = ke.prune_low_magnitude(_keras3_model(), schedule)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    first = pruning.UpdatePruningStep()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False,
+              callbacks=[first])
+    path = str(tmp_path / "half.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_layer("d1").pruning_schedule == schedule
+    second = pruning.UpdatePruningStep()
+    loaded.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False,
+               callbacks=[second])
+
+    def tfmot(step):  # TFMOT's PolynomialDecay, written out
+        progress = min(1.0, max(0.0, (step - 1) / 7))
+        return 0.8 + (0.2 - 0.8) * (1 - progress) ** 3
+
+    steps = [s for s, _ in first.updates + second.updates]
+    assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
+    for step, sparsity in first.updates + second.updates:
+        assert sparsity == pytest.approx(tfmot(step), abs=1e-12)
+    for layer in ke.prunable_layers(loaded):
+        assert int(layer.mask.numpy().sum()) == round(0.2 * layer.mask.numpy().size)
+
+
+def test_prune_scope_loads_a_custom_prunable_layer_in_a_fresh_process(tmp_path):
+    define = (
+        "import keras, numpy as np\n"
+        "import keras_egf as ke\n"
+        "@keras.saving.register_keras_serializable(package='user')\n"
+        "class Scale(keras.layers.Layer, ke.PrunableLayer):\n"
+        "    def build(self, shape):\n"
+        "        self.w = self.add_weight(name='w', shape=(shape[-1],))\n"
+        "    def call(self, x):\n"
+        "        return x * self.w\n"
+        "    def get_prunable_weights(self):\n"
+        "        return [self.w]\n")
+    save = define + (
+        "m = keras.Sequential([keras.Input((8,)), Scale(name='s')])\n"
+        "p = ke.prune_low_magnitude(m)\n"
+        "ke.prune(p, 0.5, seed=0)\n"
+        f"p.save({str(tmp_path / 'm.keras')!r})\n"
+        f"np.save({str(tmp_path / 'w.npy')!r}, p.get_layer('s').w.numpy())\n")
+    load = define + (
+        "import sys\n"
+        "with ke.prune_scope():\n"
+        f"    q = keras.saving.load_model({str(tmp_path / 'm.keras')!r})\n"
+        "layer = q.get_layer('s')\n"
+        f"w = np.load({str(tmp_path / 'w.npy')!r})\n"
+        "assert type(layer).__name__ == 'MaskedScale', type(layer)\n"
+        "assert np.array_equal(layer.w.numpy(), w)\n"
+        "assert int(ke.prunable_layers(q)[0].mask.numpy().sum()) == 4\n"
+        "print('ok')\n")
+    for script in (save, load):
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                              text=True, timeout=300, cwd=ROOT,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ok" in proc.stdout
