@@ -47,4 +47,4 @@ from keras_egf.pruning import (
     strip_pruning,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
