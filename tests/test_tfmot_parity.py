@@ -350,3 +350,29 @@ def test_prune_scope_loads_a_custom_prunable_layer_in_a_fresh_process(tmp_path):
                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ok" in proc.stdout
+
+
+def test_input_and_output_structure_kept_without_warnings(tmp_path):
+    import warnings
+
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    merged = keras.layers.Concatenate()([keras.layers.Dense(5, name="da")(a), b])
+    model = keras.Model({"a": a, "b": b}, {"y": keras.layers.Dense(3, name="o")(merged)})
+    x = {"a": np.ones((2, 4), "float32"), "b": np.ones((2, 3), "float32")}
+    y = {"y": np.array([0, 1])}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*structure of .*inputs")
+        pruned = ke.prune_low_magnitude(model)
+        assert set(pruned.input) == {"a", "b"} and set(pruned.output) == {"y"}
+        assert set(pruned(x)) == {"y"}
+        ke.prune(pruned, 0.5, method="snip", batches=[(x, y)])
+        stripped = ke.strip_pruning(pruned)
+        assert stripped.get_config() == model.get_config()
+        assert set(stripped(x)) == {"y"}
+    # A single-input Sequential: single .input/.output, a bare-tensor
+    # serving endpoint.
+    seq = ke.prune_low_magnitude(_keras3_model())
+    assert not isinstance(seq.input, (list, dict)) and not isinstance(seq.output, list)
+    stripped = ke.strip_pruning(seq)
+    assert isinstance(stripped, keras.Sequential)
+    assert [l.name for l in stripped.layers] == ["d1", "d2"]

@@ -68,11 +68,23 @@ def effective_kernel_loss_gradients(model, batches, loss=None, temperature=1.0):
         with tf.GradientTape() as tape:
             with layers_lib.effective_kernel_gradients(
                     layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH):
-                out = model(x, training=False)
-            value = loss(y, out / temperature)
+                out = _single(model(x, training=False), "outputs", model)
+            value = loss(_single(y, "targets", model), out / temperature)
         for i, g in enumerate(tape.gradient(value, kernels)):
-            total[i] += g.numpy().astype(np.float64)
+            total[i] += tf.convert_to_tensor(g).numpy().astype(np.float64)
     return {l.name: g for l, g in zip(layers, total)}
+
+
+def _single(value, what, model):
+    """The one tensor of a single-output structure (a dict or list of one)."""
+    flat = tf.nest.flatten(value)
+    if len(flat) != 1:
+        raise ValueError(
+            f"Data-driven pruning scores a single-output model; model "
+            f"{model.name!r} has {len(flat)} {what}. Prune with a data-free "
+            "method (magnitude, random, synflow) or score each output's "
+            "model separately.")
+    return flat[0]
 
 
 def snip_scores(model, batches=None, seed=None, loss=None, **_):
@@ -99,8 +111,8 @@ def grasp_scores(model, batches=None, seed=None, loss=None, temperature=200.0,
             with tf.GradientTape() as inner:
                 with layers_lib.effective_kernel_gradients(
                         layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH):
-                    out = model(x, training=False)
-                value = loss(y, out / temperature)
+                    out = _single(model(x, training=False), "outputs", model)
+                value = loss(_single(y, "targets", model), out / temperature)
             grads = inner.gradient(value, kernels)
             z = tf.add_n([tf.reduce_sum(g * s) for g, s in zip(grads, stopped)])
         for i, h in enumerate(outer.gradient(z, kernels)):
