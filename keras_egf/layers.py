@@ -134,12 +134,11 @@ class MaskedKernelMixin(PruningOptionsMixin):
             )
         mask = mask.astype(self.mask.dtype)
         self.mask.assign(mask)
-        self.kernel.assign(ops.convert_to_numpy(self.kernel) * mask)
+        self.kernel.assign(zero_where_pruned(self.kernel, mask))
 
     def apply_mask_to_kernel(self):
         """Zeroes kernel entries where the mask is 0 (one variable write)."""
-        self.kernel.assign(
-            ops.multiply(self.kernel, ops.cast(self.mask, self.kernel.dtype)))
+        self.kernel.assign(zero_where_pruned(self.kernel, self.mask))
 
     @property
     def active_weights(self):
@@ -264,6 +263,13 @@ def plain_config(layer):
     return config
 
 
+def zero_where_pruned(weight, mask):
+    """`weight` with +0.0 where `mask` is 0 (a product would keep the sign
+    of negative weights, -0.0, which compresses worse in saved files)."""
+    weight = ops.convert_to_tensor(weight)
+    return ops.where(ops.cast(mask, "bool"), weight, ops.zeros_like(weight))
+
+
 def is_masked_layer(layer):
     """True for entries of `prunable_layers` that own a mask (a masked
     layer, or a `WeightMask` with a mask)."""
@@ -295,8 +301,7 @@ class WeightMask:
 
     def apply_mask_to_kernel(self):
         """Zeroes entries where the mask is 0 (one variable write)."""
-        self.kernel.assign(ops.multiply(
-            self.kernel, ops.cast(self.mask, self.kernel.dtype)))
+        self.kernel.assign(zero_where_pruned(self.kernel, self.mask))
 
     @property
     def active_weights(self):
@@ -324,7 +329,7 @@ def set_weight_mask(owner, variable, mask_variable, mask):
         raise ValueError(f"Mask for {owner!r} must hold only 0 and 1. "
                          f"Received a value {mask[bad].flat[0]!r}")
     mask_variable.assign(mask.astype(mask_variable.dtype))
-    variable.assign(ops.convert_to_numpy(variable) * mask)
+    variable.assign(zero_where_pruned(variable, mask))
 
 
 def weight_key(layer, variable, count):

@@ -167,6 +167,9 @@ def test_layer_type_is_pruned_measured_saved_and_stripped(name, tmp_path):
             np.testing.assert_array_equal(a.mask.numpy(), b.mask.numpy())
     stripped = ke.strip_pruning(model)
     assert not any("mask" in v.path for v in stripped.weights)
+    for e in ke.prunable_layers(stripped):  # pruned entries are +0.0
+        w = e.kernel.numpy()
+        assert not np.signbit(w[w == 0]).any(), e.name
     np.testing.assert_allclose(stripped.predict(x, verbose=0), predictions,
                                rtol=1e-6, atol=1e-6)
 

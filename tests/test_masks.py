@@ -135,8 +135,12 @@ def test_prune_arguments_are_checked():
     with pytest.raises(ValueError, match="seed=-1"):
         ke.prune(model, 0.5, seed=-1)
     plain = ke.build_mlp((12,), [16], 3, masked=False)
-    with pytest.raises(ValueError, match="plain Dense/Conv2D.*MaskedDense"):
-        ke.prune(plain, 0.5)
+    # A plain model is pruned as a masked copy (issue: one call prunes any
+    # model); compute_masks still names the converter.
+    assert ke.prune(plain, 0.5).copied
+    with pytest.raises(ValueError, match="unmasked: convert it with "
+                                         "keras_egf.prune_low_magnitude"):
+        ke.compute_masks(plain, 0.5)
 
 
 def test_top_k_indices_equals_a_stable_sort_on_duplicate_heavy_scores():
@@ -163,3 +167,22 @@ def test_top_k_indices_equals_a_stable_sort_on_duplicate_heavy_scores():
         np.testing.assert_array_equal(top_k_indices(scores, count),
                                       stable(scores, count), err_msg=f"{scores} {count}")
         assert masks_lib.top_k_mask(scores, count).sum() == count
+
+
+def test_prune_converts_a_plain_model_and_summarises():
+    import keras
+
+    plain = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6, name="h"),
+                              keras.layers.Dense(2, name="o")])
+    result = ke.prune(plain, 0.5, seed=0)
+    assert result.copied and isinstance(result.model, ke.MaskedModel)
+    assert type(ke.prunable_layers(plain)[0]).__name__ == "Dense"  # unchanged
+    assert result.sparsities == {"h": 0.5, "o": 0.5}
+    assert [int(m.sum()) for m in result.values()] == [24, 6]  # still the masks
+    text = repr(result)
+    assert "sparsity 0.500 overall" in text and "a pruned copy" in text
+    assert len(text) < 200  # a summary, not the arrays
+    again = ke.prune(result.model, 0.75, seed=0)
+    assert again.model is result.model and not again.copied
+    with pytest.raises(ValueError, match="no layers with prunable weights"):
+        ke.prune(keras.Sequential([keras.Input((3,)), keras.layers.Dropout(0.1)]), 0.5)

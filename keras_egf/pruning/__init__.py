@@ -14,6 +14,7 @@ fraction shrinking geometrically to the target, so masks only get sparser.
 
 import collections
 
+import keras
 import numpy as np
 
 from keras_egf.pruning import distributions
@@ -194,16 +195,56 @@ def _m_by_n_masks(model, spec, method, sparsity_m_by_n, sparsity, counts,
 def prune(model, sparsity=None, method="random", distribution="uniform",
           seed=None, exclude=(), scope="layer", batches=None, counts=None,
           sparsity_m_by_n=None, **options):
-    """Computes masks with `method` and applies them; returns the masks.
+    """Computes masks with `method` and applies them, in one call.
 
-    `exclude`: a layer name or names left dense (all-ones masks).
+    `model` may be any Keras 3 Sequential or functional model: one without
+    masks is first copied with every prunable layer masked
+    (`prune_low_magnitude`'s conversion, no schedule), the model passed in
+    is left unchanged, and the pruned copy is `result.model`. `exclude`: a
+    layer name or names left dense (all-ones masks).
+
+    Returns a `PruningResult`: the masks {name: 0/1 array} (a dict), with
+    `.model` (the pruned model), `.sparsities` and a short summary as its
+    repr.
     """
+    copied = False
+    if not masked_layers(model):
+        from keras_egf.layers import prunable_layers
+        from keras_egf.pruning.conversion import masked_copy
+
+        if isinstance(model, keras.Model) and prunable_layers(model):
+            model, copied = masked_copy(model), True
     masks = compute_masks(model, sparsity, method=method,
                           distribution=distribution, scope=scope, seed=seed,
                           exclude=exclude, batches=batches, counts=counts,
                           sparsity_m_by_n=sparsity_m_by_n, **options)
     apply_masks(model, masks)
-    return masks
+    return PruningResult(masks, model, copied)
+
+
+class PruningResult(dict):
+    """What `prune` returns: {name: mask} plus `model` (the pruned model),
+    `copied` (True when `model` is a masked copy of a plain model) and
+    `sparsities`; its repr is a summary, not the mask arrays."""
+
+    def __init__(self, masks, model, copied=False):
+        super().__init__(masks)
+        self.model, self.copied = model, copied
+
+    @property
+    def sparsities(self):
+        """{name: fraction of the weight's entries pruned}."""
+        return {n: 1.0 - float(np.mean(m)) for n, m in self.items()}
+
+    def __repr__(self):
+        total = sum(int(np.size(m)) for m in self.values())
+        kept = sum(int(np.sum(m)) for m in self.values())
+        rows = ", ".join(f"{n}: {s:.3f}" for n, s in self.sparsities.items())
+        note = " (a pruned copy; the model passed in is unchanged)" \
+            if self.copied else ""
+        return (f"PruningResult(model={self.model.name!r}{note}, "
+                f"{len(self)} weights, sparsity {1 - kept / max(total, 1):.3f} "
+                f"overall; {rows})")
 
 
 def random_masks(model, sparsity, distribution="uniform", seed=None, exclude=()):

@@ -152,6 +152,19 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=None,
     if isinstance(to_prune, keras.layers.Layer) and not isinstance(
             to_prune, keras.Model):
         return _prune_layer(to_prune, params)
+    return _prune_model(to_prune, params, exclude, pruning_policy)
+
+
+def masked_copy(model):
+    """`model` with every prunable layer masked (all ones) and no pruning
+    schedule: what pruning from scratch (`keras_egf.prune`) starts from."""
+    params = {"pruning_schedule": None, "block_size": None,
+              "block_pooling_type": None, "sparsity_m_by_n": None,
+              "mask_dtype": None}
+    return _prune_model(model, params, (), None)
+
+
+def _prune_model(to_prune, params, exclude, pruning_policy):
     model = _check_model(to_prune, "prune_low_magnitude")
     exclude = {exclude} if isinstance(exclude, str) else set(exclude or ())
     names = {l.name for l in layers_lib.model_layers(model)}
@@ -244,16 +257,15 @@ def strip_pruning(model):
 
 
 def _zero_pruned(masked, plain):
-    """Writes weight * mask into the plain layer's matching variables."""
-    entries = layers_lib.layer_entries(masked)
-    by_path = {e.kernel.path: e for e in entries}
-    prefix_old, prefix_new = masked.path, plain.path
-    for variable in plain.weights:
-        old_path = prefix_old + variable.path[len(prefix_new):]
-        entry = by_path.get(old_path)
-        if entry is not None and entry.mask is not None:
-            variable.assign(keras.ops.multiply(
-                variable, keras.ops.cast(entry.mask, variable.dtype)))
+    """Zeroes the pruned entries of the plain layer's weights (they pair
+    with the masked layer's non-mask weights in order, as `_copy_weights`
+    copied them)."""
+    masks = {id(e.kernel): e.mask for e in layers_lib.layer_entries(masked)}
+    source = [v for v in masked.weights if not masking.is_mask_variable(masked, v)]
+    for old, new in zip(source, plain.weights):
+        mask = masks.get(id(old))
+        if mask is not None:
+            new.assign(layers_lib.zero_where_pruned(new, mask))
 
 
 @contextlib.contextmanager

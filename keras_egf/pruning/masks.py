@@ -47,9 +47,12 @@ def kernel_shapes(model):
     shapes = {l.name: tuple(l.kernel.shape) for l in masked_layers(model)}
     if not shapes:
         plain = [l.name for l in layers_lib.prunable_layers(model)]
-        hint = (f" Its layers {plain} are plain Dense/Conv2D: build the model "
-                "with keras_egf.MaskedDense / MaskedConv2D (e.g. build_mlp("
-                "masked=True))." if plain else "")
+        hint = (f" Its prunable weights {plain} are unmasked: convert it with "
+                "keras_egf.prune_low_magnitude(model) (keras_egf.prune does "
+                "it for you), or build it with masked layers (e.g. build_mlp("
+                "masked=True))." if plain else
+                " It has no layers with prunable weights (Dense, convolutions, "
+                "Embedding, RNNs, attention; see keras_egf.prunable).")
         raise ValueError(f"Model {model.name!r} has no masked layers.{hint}")
     return shapes
 
