@@ -94,6 +94,43 @@ def _datasets(config, augment=False):
         data_dir=config.data_dir, flatten=config.arch == "mlp", augment=augment)
 
 
+def num_train_examples(config):
+    """Training examples of the config's dataset (DatasetNotPreparedError
+    for a tfds one not prepared here)."""
+    return _datasets(config).num_train
+
+
+def check_trainable(config, num_train, allow_small_dataset=False):
+    """Refuses a run that would train on nothing useful (ValueError naming
+    the numbers): a batch larger than the `num_train` training examples
+    (every epoch one batch of them all) unless `allow_small_dataset`, or
+    set/rigl training too short for one mask update (it would be recorded
+    as dynamic while its masks never changed)."""
+    from keras_egf.pruning import dynamic
+
+    if config.batch_size > num_train and not allow_small_dataset:
+        raise ValueError(
+            f"batch_size={config.batch_size} is larger than the training set "
+            f"of {config.dataset} ({num_train} examples): every epoch would be "
+            f"one step on all of them; choose batch_size <= {num_train} "
+            "(or allow it: --allow_small_dataset, allow_small_dataset=True)")
+    if config.sparse_training == "static" or config.models == "dense":
+        return
+    steps_per_epoch = math.ceil(num_train / config.batch_size)
+    steps = config.epochs * steps_per_epoch
+    updates = dynamic.update_steps(steps, config.dst_update_every)
+    if len(updates) == 0:
+        end = updates.stop
+        fix = (f"choose dst_update_every <= {end - 1} or more epochs" if end > 1
+               else "train for more steps")
+        raise ValueError(
+            f"sparse_training={config.sparse_training!r} would make no mask "
+            f"update: dst_update_every={config.dst_update_every} steps, but "
+            f"the run has {steps} training steps ({config.epochs} epoch(s) of "
+            f"{steps_per_epoch}) and updates stop at "
+            f"{dynamic.END_FRACTION:.0%} of them (step {end}); {fix}")
+
+
 def _build_pair(config, ds):
     from keras_egf.capacity import same_capacity_pair
     from keras_egf.pruning import get_pruning_method
@@ -211,11 +248,14 @@ def results_header(config, ds, replicas=1):
             "models": {}}
 
 
-def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
+def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None,
+                   allow_small_dataset=False):
     """Runs one SC-SDC comparison and writes results.json (+ PNG, TB logs).
 
     `strategy`: a tf.distribute strategy (e.g. MirroredStrategy over several
     GPUs) under whose scope both models are built, compiled and trained.
+    A run `check_trainable` refuses raises ValueError before training
+    (`allow_small_dataset`: a batch larger than the training set only warns).
     """
     import contextlib
 
@@ -227,6 +267,7 @@ def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
     import keras
     keras.utils.set_random_seed(config.seed)
     ds = _datasets(config)
+    check_trainable(config, ds.num_train, allow_small_dataset)
     if "sc" in config.regularizers and config.depth == 1:
         warnings.warn(
             "regularizers include sc at depth=1: skip connections join "
@@ -260,13 +301,16 @@ def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None):
     return finite_or_none(results)
 
 
-def run_comparison_into(config, output_dir, overwrite=False, verbose=1):
+def run_comparison_into(config, output_dir, overwrite=False, verbose=1,
+                        allow_small_dataset=False):
     """`run_comparison` for a run's own folder (what `keras-egf-train` does).
 
-    Checks the config, the dataset and `output_dir` before creating
-    anything: a folder that already holds files is refused unless
-    `overwrite`. The run writes into a hidden staging folder beside
-    `output_dir`, which replaces `output_dir` (and whatever an earlier run
+    Checks the config, the dataset (`check_trainable`) and `output_dir`
+    before creating anything: a folder that already holds files is refused
+    unless `overwrite`, and even then unless it holds only a keras-egf run
+    or sweep (`files.check_replaceable`). The run writes into a hidden
+    staging folder beside `output_dir` (beside a link's target: the link
+    is kept), which replaces `output_dir` (and whatever an earlier run
     left there) only once the run has finished; after an error or Ctrl-C
     the staging folder is removed and `output_dir` is as it was.
     """
@@ -275,9 +319,11 @@ def run_comparison_into(config, output_dir, overwrite=False, verbose=1):
 
     config.validate()
     data.check_available(config.dataset, config.data_dir)
-    files.check_fresh_output_dir(output_dir, overwrite=overwrite)
-    with files.staged_output_dir(output_dir) as staging:
-        results = run_comparison(config, staging, verbose=verbose)
+    check_trainable(config, num_train_examples(config), allow_small_dataset)
+    real = files.check_fresh_output_dir(output_dir, overwrite=overwrite)
+    with files.staged_output_dir(real) as staging:
+        results = run_comparison(config, staging, verbose=verbose,
+                                 allow_small_dataset=allow_small_dataset)
     return results
 
 

@@ -96,6 +96,7 @@ def read_json(path):
 
 def check_output_dir(output_dir):
     """Creates `output_dir` and checks it is writable (ValueError if not)."""
+    _check_not_empty(output_dir)
     try:
         os.makedirs(output_dir, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".probe-", dir=output_dir)
@@ -107,22 +108,43 @@ def check_output_dir(output_dir):
         ) from None
 
 
-def check_fresh_output_dir(output_dir, overwrite=False, flag="--overwrite"):
-    """Refuses an `output_dir` that already holds files, unless `overwrite`.
+# What keras-egf writes at the top of an output folder: a run
+# (keras-egf-train) and a sweep (keras-egf-sweep; Keras Tuner's oracle.json,
+# trial_* folders and `<tuner id>.json` files, which hold `{}`).
+RUN_ENTRIES = ("results.json", "comparison.png", "tensorboard")
+GRID_FILE = "grid.json"
+SWEEP_LOCK = ".keras-egf-sweep.lock"
+SWEEP_MARKERS = (GRID_FILE, "oracle.json", SWEEP_LOCK)
+SWEEP_ENTRIES = SWEEP_MARKERS + ("hparams", "report")
+_TEMPORARY = (".tmp-", ".probe-")  # an atomic write's or a check's, for now
 
-    Nothing is created here; `staged_output_dir` replaces the folder only
-    when the new run has finished.
-    """
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f"output_dir={output_dir!r}: exists and is not a folder")
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
-        held = sorted(os.listdir(output_dir))
-        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+
+def _check_not_empty(output_dir):
+    if not output_dir:
         raise ValueError(
-            f"output_dir={output_dir!r} is not empty (holds {shown}): pass "
-            f"{flag} to replace it with the new run once that run has "
-            "finished, or choose a new output_dir")
-    ancestor = os.path.dirname(os.path.abspath(output_dir))
+            f"output_dir={output_dir!r}: empty; name a folder (an empty "
+            "output_dir would write into the working directory, among its "
+            "files)")
+
+
+def _listing(names):
+    names = sorted(names)
+    return ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+
+
+def check_output_path(output_dir, inside=False):
+    """Refuses an `output_dir` no run can write (ValueError naming it):
+    empty, a file, under a file, or in a folder that cannot be written
+    (`inside`: the folder itself, when it exists, is written into, as a
+    sweep does; else its parent, where a staged run is made). Creates
+    nothing. Returns the folder with symlinks resolved: a run writes
+    through a link to a folder, never replaces the link.
+    """
+    _check_not_empty(output_dir)
+    real = os.path.realpath(output_dir)
+    if os.path.exists(real) and not os.path.isdir(real):
+        raise ValueError(f"output_dir={output_dir!r}: exists and is not a folder")
+    ancestor = real if inside else os.path.dirname(real)
     while not os.path.exists(ancestor):
         ancestor = os.path.dirname(ancestor)
     if not os.path.isdir(ancestor):
@@ -131,6 +153,114 @@ def check_fresh_output_dir(output_dir, overwrite=False, flag="--overwrite"):
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise ValueError(f"output_dir={output_dir!r}: cannot be written "
                          f"({ancestor} is not writable)")
+    return real
+
+
+def _is_tuner_state(path):
+    """A Keras Tuner `<tuner id>.json` (its state: `{}`)."""
+    try:
+        return os.path.getsize(path) < 64 and read_json(path) == {}
+    except (OSError, ValueError):
+        return False
+
+
+def output_kind(folder):
+    """"sweep" or "run" when keras-egf wrote `folder` (by its marker
+    files), else None."""
+    names = set(os.listdir(folder))
+    if names & set(SWEEP_MARKERS):
+        return "sweep"
+    return "run" if "results.json" in names else None
+
+
+def foreign_entries(folder):
+    """The names at the top of `folder` that keras-egf did not write (for
+    the kind of folder it is; every name if it is neither)."""
+    kind = output_kind(folder)
+
+    def ours(name):
+        if name.startswith(_TEMPORARY):
+            return True
+        if kind == "run":
+            return name in RUN_ENTRIES
+        if kind == "sweep":
+            return (name in SWEEP_ENTRIES or name.startswith("trial_")
+                    or _is_tuner_state(os.path.join(folder, name)))
+        return False
+
+    return sorted(n for n in os.listdir(folder) if not ours(n))
+
+
+def check_replaceable(output_dir, folder=None):
+    """Refuses to replace `output_dir` unless it holds only what keras-egf
+    wrote (a run or a sweep): `--overwrite` never deletes anything else."""
+    folder = folder or output_dir
+    foreign = foreign_entries(folder)
+    if not foreign:
+        return
+    kind = output_kind(folder)
+    if kind is None:
+        raise ValueError(
+            f"output_dir={output_dir!r} is not a keras-egf run or sweep (holds "
+            f"{_listing(foreign)}): --overwrite only replaces what keras-egf "
+            "wrote; choose a new output_dir")
+    raise ValueError(
+        f"output_dir={output_dir!r} holds files keras-egf did not write beside "
+        f"its {kind} ({_listing(foreign)}): --overwrite would delete them; move "
+        "them out or choose a new output_dir")
+
+
+def check_fresh_output_dir(output_dir, overwrite=False, flag="--overwrite"):
+    """Refuses an `output_dir` that already holds files, unless `overwrite`
+    and it holds a keras-egf run or sweep (`check_replaceable`).
+
+    Nothing is created here; `staged_output_dir` replaces the folder only
+    when the new run has finished. Returns the folder, links resolved.
+    """
+    real = check_output_path(output_dir)
+    if os.path.isdir(real) and os.listdir(real):
+        if not overwrite:
+            raise ValueError(
+                f"output_dir={output_dir!r} is not empty (holds "
+                f"{_listing(os.listdir(real))}): pass {flag} to replace it "
+                "with the new run once that run has finished, or choose a new "
+                "output_dir")
+        check_replaceable(output_dir, real)
+    return real
+
+
+def check_sweep_output_dir(output_dir, overwrite=False):
+    """Refuses an `output_dir` a sweep cannot write or resume in: one
+    `check_output_path` refuses, or a non-empty folder that is not a
+    keras-egf sweep (with `overwrite`: not a keras-egf run or sweep, or
+    one that holds other files too). Creates nothing; returns the folder,
+    links resolved."""
+    real = check_output_path(output_dir, inside=True)
+    if not os.path.isdir(real) or not os.listdir(real):
+        return real
+    if overwrite:
+        check_replaceable(output_dir, real)
+        return real
+    held = [n for n in os.listdir(real) if not n.startswith(_TEMPORARY)]
+    if held and output_kind(real) != "sweep":
+        raise ValueError(
+            f"output_dir={output_dir!r} is not empty and not a keras-egf sweep "
+            f"(holds {_listing(held)}): choose a new or empty output_dir "
+            "(--overwrite replaces a keras-egf run or sweep)")
+    return real
+
+
+def clear_output_dir(folder, keep=()):
+    """Removes what keras-egf wrote in `folder` (all of it: the caller has
+    checked it with `check_replaceable`), except the names in `keep`."""
+    for name in sorted(os.listdir(folder)):
+        if name in keep:
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
 
 
 class staged_output_dir:
@@ -144,7 +274,8 @@ class staged_output_dir:
     """
 
     def __init__(self, output_dir):
-        self.output_dir = os.path.abspath(output_dir)
+        # through a link to a folder: the link stays, its target is replaced
+        self.output_dir = os.path.realpath(output_dir)
         self.staging = None
 
     def __enter__(self):
@@ -175,3 +306,113 @@ class staged_output_dir:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return False
+
+
+class FolderLock:
+    """A lock file naming the process that holds a folder (its PID, host and
+    start time), so that a second process refuses the folder.
+
+        lock = FolderLock(folder)
+        warning = lock.acquire()  # ValueError if another process holds it
+        try: ...
+        finally: lock.release()
+
+    The file is made whole before it appears (a hard link from a temporary
+    file: exactly one of two racing processes creates it). A lock whose
+    process is dead (same host, no such PID: killed before it could remove
+    the lock) is taken over; `acquire` then returns a warning saying so.
+    """
+
+    def __init__(self, folder, name=SWEEP_LOCK, what="keras-egf-sweep"):
+        self.path = os.path.join(folder, name)
+        self.what = what
+        self.held = False
+
+    @staticmethod
+    def _alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, OverflowError, ValueError):
+            return True  # another user's process (or a PID we cannot test)
+        return True
+
+    def _holder(self):
+        try:
+            holder = read_json(self.path)
+        except ValueError:
+            return None
+        if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
+            return None
+        return holder
+
+    def _create(self):
+        import datetime
+        import socket
+
+        folder = os.path.dirname(self.path)
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".lock", dir=folder)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            os.chmod(tmp, default_file_mode())
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links here: exclusive create instead
+                with open(self.path, "x") as f:
+                    json.dump(me, f)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(tmp)
+
+    def acquire(self):
+        """Takes the lock (creating the folder); returns None, or a warning
+        when it took over a dead process's lock. ValueError when a live
+        process (or one on another host) holds it."""
+        import socket
+
+        folder = os.path.dirname(self.path)
+        os.makedirs(folder, exist_ok=True)
+        warning = None
+        if not self._create():
+            holder = self._holder()
+            if holder is None:
+                raise ValueError(
+                    f"output_dir={folder!r} has a lock file that cannot be read "
+                    f"({self.path}): another {self.what} may be starting in it; "
+                    "if none is, delete that file and run again")
+            same_host = holder.get("host") == socket.gethostname()
+            if not same_host or self._alive(holder["pid"]):
+                raise ValueError(
+                    f"output_dir={folder!r} is in use by another {self.what} "
+                    f"(PID {holder['pid']} on {holder.get('host')}, since "
+                    f"{holder.get('started')}; lock file {self.path}): wait "
+                    "for it to end or choose another output_dir (several "
+                    "processes share a sweep as chief and workers, "
+                    "KERASTUNER_TUNER_ID); if that process is gone, delete the "
+                    "lock file")
+            os.remove(self.path)
+            if not self._create():
+                raise ValueError(f"output_dir={folder!r}: another {self.what} "
+                                 f"took its lock ({self.path}) just now")
+            warning = (f"took over the lock of {folder} from PID "
+                       f"{holder['pid']} (since {holder.get('started')}), "
+                       "which is no longer running")
+        self.held = True
+        return warning
+
+    def release(self):
+        """Removes the lock file if this process holds it."""
+        if not self.held:
+            return
+        self.held = False
+        holder = self._holder()
+        if holder is not None and holder["pid"] == os.getpid():
+            os.remove(self.path)

@@ -13,8 +13,9 @@ oracle re-queues it on reload and it is re-run from scratch (its folder's
 partial TensorBoard logs are cleared first). results.json is only ever
 written whole (temp file + rename). A finished trial whose results.json was
 later deleted, truncated or corrupted (or whose whole folder was deleted) is
-found on the next run (`requeue_broken_trials`) and re-run; the other
-trials' files are not touched.
+found on the next run (`requeue_broken_trials`) and re-run, as is a trial
+that failed (its folder could not be written, say); the other trials'
+files are not touched.
 """
 
 import json
@@ -34,7 +35,7 @@ METRICS = tuple(f"{model}_{name}" for model in ("sparse", "dense")
                 for name in ("test_accuracy", "test_loss") + tuple(
                     f"average_{m}" for m in GRADIENT_FLOW_METRICS)
                 ) + ("sparse_minus_dense_accuracy",)
-GRID_FILE = "grid.json"
+GRID_FILE = files.GRID_FILE
 
 
 def trial_metrics(results):
@@ -159,9 +160,10 @@ def _finished_results(trial_dir, config):
 
 
 def requeue_broken_trials(tuner):
-    """Sends finished trials whose results are missing or unreadable back to
-    the oracle's queue; returns [(trial_id, why)]. Good trials are not
-    touched. Runs where the oracle lives (one process, or the chief).
+    """Sends finished trials whose results are missing or unreadable, and
+    failed trials, back to the oracle's queue; returns [(trial_id, why)].
+    Good trials are not touched. Runs where the oracle lives (one process,
+    or the chief).
     """
     from keras_tuner.engine import trial as trial_module
 
@@ -179,6 +181,9 @@ def requeue_broken_trials(tuner):
             trial = trial_module.Trial(hyperparameters=hp, trial_id=trial_id)
             oracle.trials[trial_id] = trial
             why = "trial folder missing"
+        elif trial.status in (trial_module.TrialStatus.FAILED,
+                              trial_module.TrialStatus.INVALID):
+            why = "failed in an earlier run"
         elif trial.status != trial_module.TrialStatus.COMPLETED:
             continue  # interrupted ones are re-queued by Keras Tuner itself
         else:
@@ -254,13 +259,20 @@ class SCSDCTuner(keras_tuner.Tuner):
             packing does not support runs alone). A trial's first point
             writes into the trial's folder, the others into its point_<i>/
             folders; max_trials then counts trials.
+        allow_small_dataset: train points whose batch is larger than the
+            training set (`experiment.check_trainable`).
         **kwargs: `keras_tuner.Tuner` arguments (directory, project_name,
             overwrite, ...).
+
+    `failed`: {trial id: why} of the trials this process ran that failed
+    (Keras Tuner records them and goes on; a later run re-queues them).
     """
 
     def __init__(self, grid, max_trials=None, progress=None, strategy=None,
-                 pack=1, **kwargs):
+                 pack=1, allow_small_dataset=False, **kwargs):
         self.grid = grid
+        self.allow_small_dataset = allow_small_dataset
+        self.failed = {}
         self.progress = progress or (lambda line: print(line, flush=True))
         self.strategy = strategy
         self.pack = pack
@@ -297,29 +309,34 @@ class SCSDCTuner(keras_tuner.Tuner):
                 for i, p in enumerate(group)]
 
     def run_trial(self, trial, *args, **kwargs):
-        values = {k: trial.hyperparameters.get(k) for k in self.grid.axes}
         out = self.get_trial_dir(trial.trial_id)
+        try:
+            return self._train_trial(trial, out)
+        except Exception as e:
+            # Keras Tuner records an Exception as a failed trial and goes
+            # on; a Ctrl-C that TensorFlow re-raised as one must stop.
+            if interrupts.requested():
+                raise KeyboardInterrupt from e
+            self.failed[trial.trial_id] = f"{out}: {type(e).__name__}: {e}"
+            raise
+
+    def _train_trial(self, trial, out):
+        values = {k: trial.hyperparameters.get(k) for k in self.grid.axes}
         points = self.trial_points(values, out)
         finished = [_finished_results(d, c) for _, c, d in points]
         if any(r is None for r in finished):
             for _, _, d in points:  # a re-queued interrupted trial starts over
                 _clear_trial_dir(d)
-            try:
-                if len(points) > 1:
-                    from keras_egf import packing
+            if len(points) > 1:
+                from keras_egf import packing
 
-                    finished = packing.run_packed([c for _, c, _ in points],
-                                                  [d for _, _, d in points])
-                else:
-                    finished = [experiment.run_comparison(
-                        points[0][1], out, verbose=0, plot=False,
-                        strategy=self.strategy)]
-            except Exception as e:
-                # Keras Tuner records an Exception as a failed trial and goes
-                # on; a Ctrl-C that TensorFlow re-raised as one must stop.
-                if interrupts.requested():
-                    raise KeyboardInterrupt from e
-                raise
+                finished = packing.run_packed([c for _, c, _ in points],
+                                              [d for _, _, d in points])
+            else:
+                finished = [experiment.run_comparison(
+                    points[0][1], out, verbose=0, plot=False,
+                    strategy=self.strategy,
+                    allow_small_dataset=self.allow_small_dataset)]
         for (point, _, d), results in zip(points, finished):
             hparams_dir = os.path.join(d, "tensorboard", "hparams")
             if not os.path.isdir(hparams_dir):

@@ -291,3 +291,23 @@ def test_results_of_different_library_versions_are_named(tmp_path):
 def test_plural():
     assert [report.plural(n, "trial") for n in (0, 1, 2)] == [
         "0 trials", "1 trial", "2 trials"]
+
+
+def test_report_binary_refuses_an_empty_output_dir(tmp_path):
+    import subprocess
+    import sys
+
+    path, _ = _fixture(tmp_path)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "notes.txt").write_text("mine")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainers.report", f"--sweep_dir={path}",
+         "--output_dir="], cwd=cwd, capture_output=True, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "keras-egf-report: error: output_dir='': empty" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(os.listdir(cwd)) == ["notes.txt"]
+    assert not os.path.exists(os.path.join(path, "report"))

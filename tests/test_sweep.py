@@ -522,3 +522,158 @@ def test_packed_sweep_report_equals_the_unpacked_one(tmp_path):
         assert a["n"] == b["n"] == "16"
         for key in ("kendall_tau", "kendall_p", "spearman_rho", "spearman_p"):
             assert float(f"{float(a[key]):.3g}") == float(f"{float(b[key]):.3g}"), (a, b)
+
+
+@pytest.mark.parametrize("case", ["empty", "not_a_sweep", "overwrite_not_a_sweep",
+                                  "file", "under_a_file", "read_only"])
+def test_an_output_dir_the_sweep_cannot_use_is_refused_in_one_line(tmp_path, case):
+    """Exit 2 and one line naming it, before anything is written; the
+    user's files in or beside it are left as they were."""
+    grid = _grid_file(tmp_path, {"optimizer": ["sgd"]}, epochs=1, egf_points=1)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    cwd, flags = ROOT, []
+    if case == "empty":  # would write into the working directory
+        out, cwd, expected = "", mine, "output_dir='': empty"
+    elif case == "not_a_sweep":
+        out, expected = mine, (f"output_dir={str(mine)!r} is not empty and not a "
+                               "keras-egf sweep (holds notes.txt)")
+    elif case == "overwrite_not_a_sweep":
+        out, flags = mine, ["--overwrite"]
+        expected = (f"output_dir={str(mine)!r} is not a keras-egf run or sweep "
+                    "(holds notes.txt)")
+    elif case == "file":
+        out = mine / "notes.txt"
+        expected = f"output_dir={str(out)!r}: exists and is not a folder"
+    elif case == "under_a_file":
+        out = mine / "notes.txt" / "sweep"
+        expected = (f"output_dir={str(out)!r}: cannot be written "
+                    f"({mine / 'notes.txt'} is not a folder)")
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders (tests/test_files.py "
+                        "checks this case with os.access patched)")
+        out = mine / "sweep"
+        expected = f"output_dir={str(out)!r}: cannot be written ({mine} is not writable)"
+        os.chmod(mine, 0o555)
+    try:
+        proc = subprocess.run(_sweep_cmd(grid, out, *flags), cwd=cwd, env=_env(),
+                              capture_output=True, text=True)
+    finally:
+        os.chmod(mine, 0o755)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("keras-egf-sweep")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith(f"keras-egf-sweep: error: {expected}"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    assert (mine / "notes.txt").read_text() == "mine"
+
+
+# The sweep binary with its one trial waiting for a line on stdin.
+_WAITING_TRIAL = r"""
+import sys
+from keras_egf import experiment
+original = experiment.run_comparison
+
+def run_comparison(*args, **kwargs):
+    print("trial started", flush=True)
+    sys.stdin.readline()
+    return original(*args, **kwargs)
+
+experiment.run_comparison = run_comparison
+from trainers import sweep
+sys.argv = ["keras-egf-sweep", *sys.argv[1:]]
+sweep.run()
+"""
+
+
+def test_a_second_sweep_in_the_same_output_dir_is_refused_by_its_lock(tmp_path):
+    """Without chief/worker variables, a second process would run every
+    trial again: it is refused, naming the first; once the first is killed
+    (its lock left behind), the next run takes the lock over and resumes."""
+    import socket
+
+    from keras_egf import files
+
+    grid = _grid_file(tmp_path, {"optimizer": ["sgd"]}, epochs=1, egf_points=1)
+    out = tmp_path / "sweep"
+    first = subprocess.Popen(
+        [sys.executable, "-c", _WAITING_TRIAL, f"--grid={grid}", f"--output_dir={out}"],
+        cwd=ROOT, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = []
+        for line in first.stdout:  # until its trial runs (or it ends)
+            seen.append(line)
+            if line.startswith("trial started"):
+                break
+        assert seen and seen[-1].startswith("trial started"), "".join(seen)
+        second = subprocess.run(_sweep_cmd(grid, out), cwd=ROOT, env=_env(),
+                                capture_output=True, text=True)
+    finally:
+        first.kill()  # SIGKILL: no chance to remove its lock
+        first.wait()
+    assert second.returncode == 2, second.stderr[-3000:]
+    assert (f"keras-egf-sweep: error: output_dir={str(out)!r} is in use by another "
+            f"keras-egf-sweep (PID {first.pid} on {socket.gethostname()}, since "
+            ) in second.stderr
+    assert "] trial " not in second.stdout and not list(out.glob("trial_*/results.json"))
+    assert json.loads((out / files.SWEEP_LOCK).read_text())["pid"] == first.pid
+    third = subprocess.run(_sweep_cmd(grid, out), cwd=ROOT, env=_env(),
+                           capture_output=True, text=True)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert f"Warning: took over the lock of {out} from PID {first.pid}" in third.stdout
+    assert "Done: 1/1" in third.stdout
+    assert not (out / files.SWEEP_LOCK).exists()  # released at the end
+
+
+# The sweep binary with one folder that nothing can be removed from (as a
+# read-only folder, whoever runs the test: root ignores folder modes).
+_UNWRITABLE_FOLDER = r"""
+import os
+import sys
+folder = sys.argv.pop(1)
+real_remove = os.remove
+
+def remove(path, *args, **kwargs):
+    if os.path.dirname(os.path.abspath(path)) == folder:
+        raise PermissionError(13, "Permission denied", path)
+    return real_remove(path, *args, **kwargs)
+
+os.remove = remove
+from trainers import sweep
+sys.argv = ["keras-egf-sweep", *sys.argv[1:]]
+sweep.run()
+"""
+
+
+def test_a_trial_that_cannot_be_written_fails_the_sweep_and_is_rerun(tmp_path):
+    grid = _grid_file(tmp_path, {"optimizer": ["sgd", "adam"]}, epochs=1,
+                      egf_points=1)
+    out = tmp_path / "sweep"
+    first = subprocess.run(_sweep_cmd(grid, out), cwd=ROOT, env=_env(),
+                           capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    damaged = out / "trial_0"
+    (damaged / "results.json").write_text('{"config": {"optim')
+    kept = (out / "trial_1" / "results.json").read_bytes()
+    again = subprocess.run([sys.executable, "-c", _UNWRITABLE_FOLDER, str(damaged),
+                            f"--grid={grid}", f"--output_dir={out}"],
+                           cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert again.returncode == 1, again.stderr[-3000:]
+    assert "Done: 1/2" in again.stdout
+    assert (f"keras-egf-sweep: 1 trial(s) failed: trial_0 ({damaged}: "
+            "PermissionError: [Errno 13] Permission denied") in again.stderr
+    assert "run the same command again" in again.stderr
+    # Writable again: the failed trial is re-run, the finished one kept.
+    third = subprocess.run(_sweep_cmd(grid, out), cwd=ROOT, env=_env(),
+                           capture_output=True, text=True)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "trial_0 (failed in an earlier run)" in third.stdout
+    assert third.stdout.count("] trial ") == 1 and "Done: 2/2" in third.stdout
+    assert json.loads((damaged / "results.json").read_text())["models"]["sparse"]
+    assert (out / "trial_1" / "results.json").read_bytes() == kept
+    from keras_egf import files  # all of it keras-egf's: --overwrite may replace it
+    assert files.output_kind(str(out)) == "sweep" and files.foreign_entries(str(out)) == []

@@ -11,6 +11,7 @@ import pytest
 
 from keras_egf import experiment
 from keras_egf import files
+from keras_egf.pruning import dynamic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset=mnist5k", "--dense_width=12", "--sparse_width_multiplier=2",
@@ -25,10 +26,10 @@ def _tiny_config(**kw):
     return experiment.ComparisonConfig(**base)
 
 
-def _train(args, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def _train(args, timeout=300, cwd=ROOT):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, "-m", "trainers.train", *args],
-                          cwd=ROOT, capture_output=True, text=True,
+                          cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 
@@ -325,12 +326,91 @@ def test_flag_and_config_errors_share_exit_code_2(flag, value):
     assert f"--{flag}" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_batch_larger_than_training_set_warns(tmp_path):
+def test_batch_larger_than_training_set_is_refused_unless_allowed(tmp_path):
+    config = _tiny_config(epochs=1, egf_points=1, egf_batches=1, batch_size=5000,
+                          models="sparse")
+    with pytest.raises(ValueError, match="batch_size=5000 is larger than the "
+                       "training set of mnist5k \\(4000 examples\\)"):
+        experiment.run_comparison(config, str(tmp_path / "refused"), verbose=0,
+                                  plot=False)
+    assert not (tmp_path / "refused" / "results.json").exists()
     with pytest.warns(UserWarning, match="batch_size=5000 is larger than the "
                       "training set of mnist5k \\(4000 examples\\)"):
+        experiment.run_comparison(config, str(tmp_path / "allowed"), verbose=0,
+                                  plot=False, allow_small_dataset=True)
+    assert (tmp_path / "allowed" / "results.json").exists()
+    out = tmp_path / "run"
+    proc = _train([*TINY, "--batch_size=5000", f"--output_dir={out}"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert ("keras-egf-train: error: batch_size=5000 is larger than the training "
+            "set of mnist5k (4000 examples)") in proc.stderr
+    assert "--allow_small_dataset" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def test_dynamic_sparse_run_without_a_mask_update_is_refused(tmp_path):
+    """The quickstart's 2 epochs are 126 steps; RigL's updates stop at 75 %
+    (step 94), so the default ΔT of 100 would never update a mask."""
+    out = tmp_path / "run"
+    proc = _train(["--flagfile=configs/quickstart.flags", "--epochs=2",
+                   "--egf_points=2", "--sparse_training=rigl", "--verbose=0",
+                   f"--output_dir={out}"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert ("error: sparse_training='rigl' would make no mask update: "
+            "dst_update_every=100 steps, but the run has 126 training steps "
+            "(2 epoch(s) of 63) and updates stop at 75% of them (step 94); "
+            "choose dst_update_every <= 93") in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+    # The library refuses it too, where the step count is known: 1 epoch of
+    # 4000 / 256 -> 16 steps, updates below step 12.
+    with pytest.raises(ValueError, match="sparse_training='set' would make no "
+                       "mask update: dst_update_every=12 steps, but the run has "
+                       "16 training steps"):
         experiment.run_comparison(
-            _tiny_config(epochs=1, egf_points=1, egf_batches=1, batch_size=5000,
-                         models="sparse"), str(tmp_path), verbose=0, plot=False)
+            _tiny_config(epochs=1, egf_points=1, sparse_training="set",
+                         dst_update_every=12), str(tmp_path / "lib"), verbose=0,
+            plot=False)
+    assert not (tmp_path / "lib" / "results.json").exists()
+    # The dense model alone has no masks to update: not refused.
+    experiment.check_trainable(_tiny_config(sparse_training="set", models="dense",
+                                            dst_update_every=1000), 4000)
+
+
+def test_empty_output_dir_is_refused_and_the_working_directory_kept(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    proc = _train([*TINY, "--epochs=1", "--egf_points=1", "--output_dir="],
+                  cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "keras-egf-train: error: output_dir='': empty" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_refuses_a_folder_keras_egf_did_not_write(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    proc = _train([*TINY, "--epochs=1", "--egf_points=1", "--overwrite",
+                   f"--output_dir={out}"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert (f"output_dir={str(out)!r} is not a keras-egf run or sweep (holds "
+            "notes.txt)") in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_output_dir_that_is_a_link_is_written_through(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    proc = _train([*TINY, "--epochs=1", "--egf_points=1", "--models=dense",
+                   f"--output_dir={link}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert json.loads((target / "results.json").read_text())["models"]["dense"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
 
 
 def test_different_seeds_give_different_data_orders():
@@ -471,6 +551,8 @@ def test_sparse_training_rigl_keeps_the_pair_matched(tmp_path):
     static, rigl = runs["static"], runs["rigl"]
     # 3 epochs x 16 steps; updates at 4, 8, ... below 75 % of 48 steps.
     assert rigl["sparse"]["mask_updates"] == len(range(4, 36, 4))
+    # what the run's check predicts (experiment.check_trainable)
+    assert len(dynamic.update_steps(48, 4)) == rigl["sparse"]["mask_updates"]
     assert static["sparse"]["mask_updates"] == 0 and rigl["dense"]["mask_updates"] == 0
     assert rigl["sparse"]["active_weights"] == rigl["dense"]["active_weights"]
     assert rigl["sparse"]["mask_sha256"] != static["sparse"]["mask_sha256"]

@@ -46,7 +46,8 @@ def main(argv):
     import os
 
     from keras_egf import report
-    output_dir = FLAGS.output_dir or os.path.join(FLAGS.sweep_dir, "report")
+    output_dir = (FLAGS.output_dir if FLAGS.output_dir is not None  # '' refused
+                  else os.path.join(FLAGS.sweep_dir, "report"))
     try:
         out = report.write_report(FLAGS.sweep_dir, output_dir,
                                   min_pairs=FLAGS.min_pairs,

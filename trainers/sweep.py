@@ -4,7 +4,10 @@ r"""Sweeps an experiment grid with Keras Tuner, one SC-SDC comparison a trial.
 
 Each trial's results.json and TensorBoard logs go to OUTPUT_DIR/trial_*/.
 Re-running the same command resumes: finished trials are kept, an
-interrupted trial is re-run from scratch.
+interrupted or failed trial is re-run from scratch. OUTPUT_DIR must be new,
+empty or a sweep; one process at a time runs in it (a lock file names it),
+unless they run as chief and workers. A trial that fails (its folder cannot
+be written, say) makes the sweep exit 1 naming it, once the others are done.
 
 Distributed (Keras Tuner chief/worker; every process gets the same flags):
     KERASTUNER_TUNER_ID=chief  KERASTUNER_ORACLE_IP=127.0.0.1 \
@@ -15,6 +18,7 @@ The chief hands out grid points and exits when all are done; workers train.
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -31,7 +35,11 @@ flags.DEFINE_enum("objective", None, ["sparse_test_accuracy", "dense_test_accura
                                       "sparse_minus_dense_accuracy"],
                   "Tuner objective (maximised); overrides the grid's `objective`.")
 flags.DEFINE_bool("overwrite", False, "Delete OUTPUT_DIR's sweep and start over "
-                  "instead of resuming.")
+                  "instead of resuming (refused if OUTPUT_DIR holds anything "
+                  "keras-egf did not write; chief or single process only).")
+flags.DEFINE_bool("allow_small_dataset", False, "Train grid points whose "
+                  "batch_size is larger than the training set (every epoch "
+                  "one step on all of it); refused otherwise.")
 flags.DEFINE_integer("threads", 0, "TensorFlow threads of this process (0: all "
                      "cores). With N workers on one machine use cores / N.")
 flags.DEFINE_integer("pack", 1, "Train up to this many compatible grid points "
@@ -66,7 +74,6 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}", exitcode=2)
     from keras_egf import grid as grid_lib
-    from keras_egf import interrupts
     try:
         grid = grid_lib.load_grid(FLAGS.grid)
         if FLAGS.objective is not None:
@@ -85,10 +92,23 @@ def main(argv):
             data.check_available(dataset, data_dir or None)
     except (ValueError, data.DatasetNotPreparedError) as e:
         return _fail(e)
+    from keras_egf import files
+    role = os.environ.get("KERASTUNER_TUNER_ID")
+    try:
+        if FLAGS.overwrite and role not in (None, "chief"):
+            raise ValueError(f"--overwrite with KERASTUNER_TUNER_ID={role!r}: "
+                             "only the chief (or a single process) may start over")
+        output_dir = files.check_sweep_output_dir(FLAGS.output_dir, FLAGS.overwrite)
+    except ValueError as e:
+        return _fail(e)
     import tensorflow as tf
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    try:  # after the threads: reading the data starts TensorFlow's runtime
+        _check_trainable(grid)
+    except ValueError as e:
+        return _fail(e)
     from keras_egf import sweep
     strategy = None
     if FLAGS.mirrored:
@@ -97,22 +117,62 @@ def main(argv):
             print("--mirrored: fewer than 2 GPUs visible; trials run on one device.")
         else:
             print(f"--mirrored: {strategy.num_replicas_in_sync} replicas per trial.")
-    output_dir = os.path.abspath(FLAGS.output_dir)
+    # One process per sweep folder, unless chief and workers share it.
+    lock = files.FolderLock(output_dir) if role in (None, "chief") else None
+    try:
+        took_over = lock.acquire() if lock else None
+    except ValueError as e:
+        return _fail(e)
+    try:
+        if took_over:
+            print(f"Warning: {took_over}.", flush=True)
+        return _sweep(grid, output_dir, role, strategy)
+    finally:
+        if lock:
+            lock.release()
+
+
+def _check_trainable(grid):
+    """Refuses grid points that would train on nothing useful
+    (`experiment.check_trainable`), naming the first."""
+    from keras_egf import experiment
+
+    num_train = {}
+    for point in grid.points():
+        config = grid.config(point)
+        key = (config.dataset, config.data_dir, config.arch == "mlp")
+        if key not in num_train:
+            num_train[key] = experiment.num_train_examples(config)
+        try:
+            experiment.check_trainable(config, num_train[key],
+                                       FLAGS.allow_small_dataset)
+        except ValueError as e:
+            raise ValueError(f"grid point {point}: {e}") from None
+
+
+def _sweep(grid, output_dir, role, strategy):
+    """The sweep in `output_dir` (checked, and locked where the oracle
+    lives)."""
+    from keras_egf import files
+    from keras_egf import interrupts
+    from keras_egf import sweep
+
     try:
         if FLAGS.pack < 1:
             raise ValueError(f"--pack={FLAGS.pack}: must be an integer >= 1")
+        if FLAGS.overwrite:  # only what keras-egf wrote (checked above)
+            files.clear_output_dir(output_dir, keep=(files.SWEEP_LOCK,))
         tuner = sweep.SCSDCTuner(grid, max_trials=FLAGS.max_trials, strategy=strategy,
                                  pack=FLAGS.pack,
+                                 allow_small_dataset=FLAGS.allow_small_dataset,
                                  directory=os.path.dirname(output_dir),
-                                 project_name=os.path.basename(output_dir),
-                                 overwrite=FLAGS.overwrite)
+                                 project_name=os.path.basename(output_dir))
     except ValueError as e:
         return _fail(e)
     try:
         sweep.check_same_grid(tuner.project_dir, grid, FLAGS.pack)
     except ValueError as e:
         return _fail(e)
-    role = os.environ.get("KERASTUNER_TUNER_ID")
     if role in (None, "chief"):  # where the oracle lives
         requeued = sweep.requeue_broken_trials(tuner)
         if requeued:
@@ -162,6 +222,13 @@ def main(argv):
           f"{plural(tuner.total_trials, 'trial')} in "
           f"{FLAGS.output_dir}. Report: keras-egf-report --sweep_dir="
           f"{FLAGS.output_dir} --output_dir={FLAGS.output_dir}/report")
+    if tuner.failed:
+        sys.stderr.write(
+            f"keras-egf-sweep: {len(tuner.failed)} trial(s) failed: " + "; ".join(
+                f"trial_{tid} ({why})" for tid, why in sorted(tuner.failed.items()))
+            + ". Fix the cause and run the same command again to re-run "
+            "them.\n")
+        return 1
     return 0
 
 

@@ -46,8 +46,12 @@ define_config_flags()
 flags.DEFINE_string("output_dir", "runs/train", "Where results go (must be "
                     "empty or new, unless --overwrite).")
 flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output_dir (once "
-                  "the new run has finished).")
+                  "the new run has finished) if it holds only a keras-egf run "
+                  "or sweep.")
 flags.DEFINE_integer("verbose", 1, "Keras verbosity (0, 1 progress bar, 2).")
+flags.DEFINE_bool("allow_small_dataset", False, "Train even when --batch_size "
+                  "is larger than the training set (every epoch one step on "
+                  "all of it); refused otherwise.")
 
 
 def config_from_flags():
@@ -73,7 +77,7 @@ def main(argv):
         config = config_from_flags()
         results = experiment.run_comparison_into(
             config, FLAGS.output_dir, overwrite=FLAGS.overwrite,
-            verbose=FLAGS.verbose)
+            verbose=FLAGS.verbose, allow_small_dataset=FLAGS.allow_small_dataset)
     except (ValueError, data.DatasetNotPreparedError) as e:
         return fail("keras-egf-train", e)
     except BaseException as e:  # an interrupt may surface as another error

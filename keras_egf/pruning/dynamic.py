@@ -64,6 +64,14 @@ from keras_egf.pruning.gradual import optimizer_slots, slot_reset_value
 METHODS = ("set", "rigl")
 DROP_RULES = ("magnitude", "sign")
 TIMINGS = ("after_step", "instead_of_step")
+END_FRACTION = 0.75  # RigL's: no mask update in the last quarter of training
+
+
+def update_steps(total_steps, update_every, end_fraction=END_FRACTION):
+    """The steps at which `DynamicSparsity` updates masks in a `fit` of
+    `total_steps` steps from step 0 (update_every, 2 update_every, ...
+    below end_fraction of the steps); empty when the run is too short."""
+    return range(update_every, max(1, int(end_fraction * total_steps)), update_every)
 
 
 def cosine_drop_fraction(step, drop_fraction, end_step):
@@ -160,7 +168,7 @@ class DynamicSparsity(keras.callbacks.Callback):
     """
 
     def __init__(self, method="rigl", update_every=100, drop_fraction=0.3,
-                 end_step=None, end_fraction=0.75, seed=0, exclude=(),
+                 end_step=None, end_fraction=END_FRACTION, seed=0, exclude=(),
                  log_dir=None, drop_rule="magnitude", timing="after_step",
                  reinit_when_same=False):
         super().__init__()
