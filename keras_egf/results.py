@@ -1,0 +1,113 @@
+"""results.json: the one reader and check of its contents.
+
+A run (`experiment.run_comparison`, `packing.run_packed`) writes one
+results.json per sparse/dense pair. Whatever reads one back (the sweep when
+it resumes, the report) reads it with `read` (or checks an already parsed
+dict with `check`), so a file the report would not count is never taken for
+a finished trial.
+
+The schema (`problems` lists every departure from it):
+- a JSON object with a `config` object and a non-empty `models` object whose
+  keys are "sparse" and/or "dense";
+- each model an object; `diverged` (if present) a boolean. A model that did
+  not diverge has a finite number `test_loss` and a finite number
+  `test_accuracy` in [0, 1]; a diverged one has null (or no) test metrics;
+- `average` (if present) an object of numbers or nulls (the gradient flow
+  measures, null where not finite);
+- `versions` and `dataset` (if present) objects; `dataset.num_classes` (if
+  present) an integer >= 2.
+"""
+
+import math
+
+from keras_egf import files
+
+MODELS = ("sparse", "dense")
+TARGETS = ("test_loss", "test_accuracy")
+
+
+def is_number(value):
+    """A finite int or float (not a bool)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _model_problems(name, model):
+    where = f"models.{name}"
+    if not isinstance(model, dict):
+        return [f"{where}: not an object"]
+    out = []
+    diverged = model.get("diverged", False)
+    if not isinstance(diverged, bool):
+        out.append(f"{where}.diverged: {diverged!r} is not true or false")
+        diverged = False
+    for target in TARGETS:
+        value = model.get(target)
+        if diverged:
+            if value is not None:
+                out.append(f"{where}.{target}: {value!r} on a diverged model "
+                           "(expected null)")
+        elif not is_number(value):
+            out.append(f"{where}.{target}: " + (
+                "missing" if target not in model else
+                f"{value!r} is not a finite number"))
+        elif target == "test_accuracy" and not 0 <= value <= 1:
+            out.append(f"{where}.{target}: {value!r} is not in [0, 1]")
+    average = model.get("average")
+    if average is not None:
+        if not isinstance(average, dict):
+            out.append(f"{where}.average: not an object")
+        else:
+            out.extend(f"{where}.average.{k}: {v!r} is not a number or null"
+                       for k, v in sorted(average.items())
+                       if v is not None and not is_number(v))
+    return out
+
+
+def problems(results):
+    """Every way a parsed results.json departs from the schema (module
+    docstring), as `where: what` strings; [] for a valid one."""
+    if not isinstance(results, dict):
+        return ["not a JSON object"]
+    out = []
+    if not isinstance(results.get("config"), dict):
+        out.append("config: " + ("missing" if "config" not in results
+                                 else "not an object"))
+    models = results.get("models")
+    if not isinstance(models, dict) or not models:
+        out.append("models: " + ("missing" if "models" not in results else
+                                 "empty" if models == {} else "not an object"))
+    else:
+        for name in sorted(models):
+            if name not in MODELS:
+                out.append(f"models.{name}: not a model name "
+                           f"({' or '.join(MODELS)})")
+            else:
+                out.extend(_model_problems(name, models[name]))
+    for key in ("versions", "dataset"):
+        if key in results and not isinstance(results[key], dict):
+            out.append(f"{key}: not an object")
+    dataset = results.get("dataset")
+    if isinstance(dataset, dict) and "num_classes" in dataset:
+        n = dataset["num_classes"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            out.append(f"dataset.num_classes: {n!r} is not an integer >= 2")
+    return out
+
+
+def check(results, path="results.json"):
+    """Returns `results` (a parsed results.json) if it is valid, else raises
+    ValueError `PATH: not a keras-egf results file (first problem[; ...])`."""
+    found = problems(results)
+    if found:
+        more = f"; and {len(found) - 1} more" if len(found) > 1 else ""
+        raise ValueError(f"{path}: not a keras-egf results file "
+                         f"({found[0]}{more})")
+    return results
+
+
+def read(path):
+    """The checked results.json at `path`; ValueError `PATH: why` when it is
+    missing, unreadable, not JSON (`files.read_json`) or not valid
+    (`check`)."""
+    return check(files.read_json(path), path)

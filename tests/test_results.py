@@ -1,0 +1,71 @@
+"""keras_egf.results: the one check of a results.json (no training)."""
+
+import json
+
+import pytest
+
+from keras_egf import results
+
+
+def _valid():
+    return {"config": {"optimizer": "adam"}, "versions": {"keras_egf": "0.3.0"},
+            "dataset": {"num_classes": 10},
+            "models": {"sparse": {"diverged": False, "test_accuracy": 0.5,
+                                  "test_loss": 1.2,
+                                  "average": {"gf_1": 2.0, "egf_2": None}},
+                       "dense": {"diverged": True, "diverged_epoch": 0,
+                                 "test_accuracy": None, "test_loss": None,
+                                 "average": {"gf_1": None}}}}
+
+
+def test_a_file_a_run_writes_is_valid(tmp_path):
+    assert results.problems(_valid()) == []
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_valid()))
+    assert results.read(str(path)) == _valid()
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda r: r["models"]["sparse"].update(test_accuracy="0.5"),
+     "models.sparse.test_accuracy: '0.5' is not a finite number"),
+    (lambda r: r["models"]["sparse"].update(test_accuracy=None),
+     "models.sparse.test_accuracy: None is not a finite number"),
+    (lambda r: r["models"]["sparse"].pop("test_loss"),
+     "models.sparse.test_loss: missing"),
+    (lambda r: r["models"]["sparse"].update(test_accuracy=1.5),
+     "models.sparse.test_accuracy: 1.5 is not in [0, 1]"),
+    (lambda r: r["models"]["sparse"].update(test_accuracy=True),
+     "models.sparse.test_accuracy: True is not a finite number"),
+    (lambda r: r["models"]["sparse"].update(diverged="no"),
+     "models.sparse.diverged: 'no' is not true or false"),
+    (lambda r: r["models"]["dense"].update(test_loss=0.3),
+     "models.dense.test_loss: 0.3 on a diverged model (expected null)"),
+    (lambda r: r["models"]["sparse"]["average"].update(gf_1="big"),
+     "models.sparse.average.gf_1: 'big' is not a number or null"),
+    (lambda r: r["models"].update(extra={}), "models.extra: not a model name"),
+    (lambda r: r.update(models={}), "models: empty"),
+    (lambda r: r.pop("config"), "config: missing"),
+    (lambda r: r["dataset"].update(num_classes="10"),
+     "dataset.num_classes: '10' is not an integer >= 2"),
+])
+def test_each_departure_is_named(tmp_path, change, problem):
+    bad = _valid()
+    change(bad)
+    assert any(p.startswith(problem) for p in results.problems(bad)), results.problems(bad)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=f"^{path}: not a keras-egf results file"):
+        results.read(str(path))
+
+
+def test_unreadable_files_are_named(tmp_path):
+    path = tmp_path / "results.json"
+    with pytest.raises(ValueError, match=f"^{path}: missing"):
+        results.read(str(path))
+    path.write_text("")
+    with pytest.raises(ValueError, match=f"^{path}: not valid JSON"):
+        results.read(str(path))
+    path.write_text("[1]")
+    with pytest.raises(ValueError, match="not a keras-egf results file "
+                       r"\(not a JSON object\)"):
+        results.read(str(path))
