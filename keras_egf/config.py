@@ -8,6 +8,7 @@ derived from these fields, and `validate` checks them all.
 
 import dataclasses
 import math
+import reprlib
 
 import numpy as np
 
@@ -73,6 +74,72 @@ def fields():
 def field_names():
     """Names of every setting."""
     return tuple(f.name for f in fields())
+
+
+def type_problem(name, value, labels_only=False):
+    """Why `value` is not of setting `name`'s declared type (a short text:
+    "expected int, got str 'sixteen'"), or None. Numbers are not bools, an
+    int is a float, a setting whose default is None also takes None. The
+    regularisers take a label or comma list (a str) or, unless
+    `labels_only` (grid files), a list of names (results.json's config)."""
+    field = _FIELDS[name]
+    if value is None and field.default is None:
+        return None
+    if field.type is tuple:
+        ok = isinstance(value, str) or (not labels_only and isinstance(
+            value, list) and all(isinstance(v, str) for v in value))
+        expected = "str" if labels_only else "str or list of str"
+    else:
+        types = (int, float) if field.type is float else (field.type,)
+        ok = isinstance(value, types) and (
+            field.type is bool or not isinstance(value, bool))
+        expected = field.type.__name__
+    if ok:
+        return None
+    return f"expected {expected}, got {type(value).__name__} {short_repr(value)}"
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+
+
+def short_repr(value):
+    """repr(value) cut to a line (a bad value can be a huge or deep list)."""
+    return _SHORT.repr(value)
+
+
+# The only settings `ComparisonConfig.validate`'s checks of two or more
+# settings together read (sc and sparse_width need arch='mlp', sparse_width
+# >= dense_width, wrn_depth for arch='wrn', egf_points <= epochs); every
+# other check reads one setting. `keras_egf.grid` validates a grid's axes
+# one value at a time and only the combinations of these together: keep it
+# in step with `validate`.
+COMBINED_CHECKS = ("regularizers", "arch", "dense_width", "sparse_width",
+                   "wrn_depth", "egf_points", "epochs")
+
+def recorded_problems(config, required=()):
+    """Why `config`, a results.json's config object, is not a config
+    keras-egf wrote: a list of "config.NAME: what" strings ([] if none).
+    Each setting must have its declared type (`type_problem`) and the whole,
+    settings missing counting as their defaults (an older keras-egf did not
+    write the newer ones), must pass `ComparisonConfig.validate`; the
+    settings in `required` must be there. Keys that are no setting are left
+    alone (a newer keras-egf's)."""
+    out = [f"config.{name}: missing" for name in required if name not in config]
+    known = {}
+    for name in field_names():
+        if name in config:
+            why = type_problem(name, config[name])
+            if why:
+                out.append(f"config.{name}: {why}")
+            else:
+                known[name] = config[name]
+    if not out:
+        try:
+            ComparisonConfig(**known).validate()
+        except ValueError as e:
+            out.append(f"config.{e}")
+    return out
 
 
 @dataclasses.dataclass
@@ -161,6 +228,12 @@ class ComparisonConfig:
                     f"regularizers={shown!r}: unknown regularizer {r!r}; use a "
                     f"comma list of {list(REGULARIZERS)} or a label such as "
                     f"'NR', 'BN', 'SC_BN', 'DA_L2_SC_BN'")
+        repeated = sorted({r for r in self.regularizers
+                           if self.regularizers.count(r) > 1})
+        if repeated:
+            shown = given if isinstance(given, str) else ",".join(map(str, given))
+            raise ValueError(f"regularizers={shown!r}: {', '.join(repeated)} "
+                             "named twice")
         lr = self.learning_rate
         if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
             bad("learning_rate", "must be a finite number > 0")
@@ -226,3 +299,6 @@ class ComparisonConfig:
         d = dataclasses.asdict(self)
         d["regularizers"] = list(self.regularizers)
         return d
+
+
+_FIELDS = {f.name: f for f in fields()}

@@ -14,12 +14,16 @@ The schema (`problems` lists every departure from it):
   `test_accuracy` in [0, 1]; a diverged one has null (or no) test metrics;
 - `average` (if present) an object of numbers or nulls (the gradient flow
   measures, null where not finite);
+- the config's settings of the types `keras_egf.config` declares, together
+  a valid config (`config.recorded_problems`; a setting an older keras-egf
+  did not write counts as its default);
 - `versions` and `dataset` (if present) objects; `dataset.num_classes` (if
   present) an integer >= 2.
 """
 
 import math
 
+from keras_egf import config as config_lib
 from keras_egf import files
 
 MODELS = ("sparse", "dense")
@@ -73,6 +77,8 @@ def problems(results):
     if not isinstance(results.get("config"), dict):
         out.append("config: " + ("missing" if "config" not in results
                                  else "not an object"))
+    else:
+        out.extend(config_lib.recorded_problems(results["config"]))
     models = results.get("models")
     if not isinstance(models, dict) or not models:
         out.append("models: " + ("missing" if "models" not in results else

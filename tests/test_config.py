@@ -53,3 +53,32 @@ def test_explicit_egf_points_are_still_checked():
         ComparisonConfig(epochs=2, egf_points=9).validate()
     with pytest.raises(ValueError, match="epochs=0"):
         ComparisonConfig(epochs=0).validate()
+
+
+def test_a_results_config_of_the_wrong_types_is_named():
+    """Issue 27.6: a results.json config with "optimizer": 3 and
+    "dense_width": "sixteen" was read as a trial (and plotted as width_3)."""
+    from keras_egf import results
+
+    good = {"optimizer": "adam", "regularizers": ["bn"], "activation": "relu",
+            "dense_width": 8}
+    assert config_lib.recorded_problems(good) == []
+    assert config_lib.recorded_problems({"optimizer": 3, "dense_width": "sixteen"}) == [
+        "config.optimizer: expected str, got int 3",
+        "config.dense_width: expected int, got str 'sixteen'"]
+    assert config_lib.recorded_problems({**good, "optimizer": "adamax"}) == [
+        "config.optimizer='adamax': must be one of ['sgd', 'momentum', "
+        "'adagrad', 'rmsprop', 'adam', 'adamw']"]
+    assert config_lib.recorded_problems({"optimizer": "adam"}, required=(
+        "dense_width",)) == ["config.dense_width: missing"]
+    model = {"diverged": False, "test_accuracy": 0.5, "test_loss": 1.0}
+    found = results.problems({"config": {**good, "optimizer": 3},
+                              "models": {"sparse": model, "dense": model}})
+    assert found == ["config.optimizer: expected str, got int 3"]
+
+
+def test_a_regulariser_named_twice_is_refused():
+    with pytest.raises(ValueError, match="regularizers='BN_BN': bn named twice"):
+        ComparisonConfig(regularizers="BN_BN").validate()
+    with pytest.raises(ValueError, match="regularizers='l2,L2_BN': l2 named twice"):
+        ComparisonConfig(regularizers=("l2", "L2_BN")).validate()
