@@ -15,6 +15,7 @@ ordinary, masked one, so the layers are also safe in a plain `keras.Model`.
 """
 
 import contextlib
+import reprlib
 import threading
 
 import keras
@@ -86,6 +87,7 @@ class MaskedKernelMixin(PruningOptionsMixin):
     """Mask variable, effective kernel and mask setting shared by layers."""
 
     def _build_mask(self):
+        self._check_block_rank([self.kernel])
         self.mask = self.add_weight(
             name="mask",
             shape=tuple(self.kernel.shape),
@@ -119,8 +121,8 @@ class MaskedKernelMixin(PruningOptionsMixin):
             raise ValueError(
                 f"Layer {self.name!r} must be built before setting its mask."
             )
-        mask = np.asarray(ops.convert_to_numpy(mask))
         expected = tuple(self.kernel.shape)
+        mask = _mask_array(f"layer {self.name!r}", mask, expected)
         if mask.shape != expected:
             raise ValueError(
                 f"Mask for layer {self.name!r} must have the kernel's shape "
@@ -315,11 +317,26 @@ class WeightMask:
         return 1.0 - self.active_weights / int(np.prod(self.kernel.shape))
 
 
+def _mask_array(owner, mask, expected):
+    """`mask` as a NumPy array; a ragged one (rows of different lengths,
+    which NumPy cannot stack) is a ValueError naming `owner` and the
+    argument."""
+    try:
+        return np.asarray(ops.convert_to_numpy(mask))
+    except ValueError:
+        lengths = ([len(row) if hasattr(row, "__len__") else "a number"
+                    for row in mask][:8] if hasattr(mask, "__iter__") else [])
+        raise ValueError(
+            f"Mask for {owner} must be an array of the weight's shape "
+            f"{expected}; it is ragged (rows of lengths {lengths}). "
+            f"Received: mask={reprlib.repr(mask)}") from None
+
+
 def set_weight_mask(owner, variable, mask_variable, mask):
     """Validates `mask` (0/1, `variable`'s shape), stores it in
     `mask_variable` and zeroes the pruned entries of `variable`."""
-    mask = np.asarray(ops.convert_to_numpy(mask))
     expected = tuple(variable.shape)
+    mask = _mask_array(repr(owner), mask, expected)
     if mask.shape != expected:
         raise ValueError(
             f"Mask for {owner!r} must have the weight's shape {expected}. "

@@ -23,7 +23,6 @@ Gradient flow, pruning and dynamic sparse training all run over it.
 """
 
 import functools
-import warnings
 
 import keras
 import numpy as np
@@ -31,6 +30,7 @@ from keras import ops
 
 from keras_egf import layers as layers_lib
 from keras_egf import prunable as prunable_lib
+from keras_egf._warnings import warn
 from keras_egf.pruning_options import PruningOptionsMixin
 
 
@@ -63,6 +63,7 @@ class MaskedWeightsMixin(PruningOptionsMixin):
 
     def _build_masks(self):
         variables = prunable_lib.prunable_variables(self, building=True)
+        self._check_block_rank(variables)
         names = [layers_lib.relative_path(self, v).replace("/", "_")
                  for v in variables]
         masks = [self.add_weight(name=f"{n}_mask", shape=tuple(v.shape),
@@ -113,6 +114,23 @@ class MaskedWeightsMixin(PruningOptionsMixin):
 
     def quantize(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} cannot be quantized.")
+
+
+def mask_in_place(layer, options):
+    """Turns `layer` itself into its masked class (for custom layers a
+    config cannot rebuild), masks all ones; returns it."""
+    layer.__class__ = masked_class(type(layer))
+    layer._set_pruning_options(**options)
+    if layer.built:
+        tracker = layer._tracker  # Keras locks a layer's state after build
+        locked = tracker.locked
+        tracker.unlock()
+        try:
+            layer._build_masks()
+        finally:
+            if locked:
+                tracker.lock()
+    return layer
 
 
 _MASKED_CLASSES = {}
@@ -192,9 +210,9 @@ def warn_left_dense(model, layers, context):
         described = ", ".join(f"{l.name!r} ({type(l).__name__}, "
                               f"{sum(int(np.prod(w.shape)) for w in l.weights)} "
                               "weights)" for l in layers)
-        warnings.warn(f"{context}: {len(layers)} layer(s) of model "
-                      f"{model.name!r} left dense, their weights cannot be "
-                      f"pruned: {described}.", stacklevel=3)
+        warn(f"{context}: {len(layers)} layer(s) of model "
+             f"{model.name!r} left dense, their weights cannot be "
+             f"pruned: {described}.")
 
 
 # Built-in classes are made (and registered) at import, so pruned models

@@ -69,6 +69,17 @@ class PruningOptionsMixin:
         self.block_size, self.block_pooling_type = check_block(
             block_size, block_pooling_type)
 
+    def _check_block_rank(self, variables):
+        """Block sparsity needs 2-D weights (TFMOT's rule)."""
+        if tuple(self.block_size) == (1, 1):
+            return
+        bad = [(v.path, tuple(v.shape)) for v in variables if len(v.shape) != 2]
+        if bad:
+            raise ValueError(
+                "Block sparsity can only be used for layers which have "
+                f"2-dimensional weights; layer {self.name!r} has {bad}. "
+                f"Received: block_size={tuple(self.block_size)}")
+
     def _pruning_config(self, config):
         from keras_egf.pruning import schedules as schedules_lib
 

@@ -15,6 +15,7 @@ model, left dense with one warning that names every such layer.
 import contextlib
 
 import keras
+from keras import tree
 
 from keras_egf import layers as layers_lib
 from keras_egf import masking
@@ -48,15 +49,41 @@ def _mask_variables(layer):
 
 def _rebuild(layer, cls, options=None):
     """`layer` rebuilt as `cls` from its (plain) config plus `options`,
-    built like it if it was, weights copied."""
+    built like it if it was, weights copied; a custom masked layer whose
+    config cannot rebuild it (an `__init__` without `**kwargs`) is
+    converted in place (TFMOT's wrapper, too, prunes the instance)."""
     config = layers_lib.plain_config(layer)
     if options:
         config.update(options)
-    new = cls.from_config(config)
+    try:
+        new = cls.from_config(config)
+    except TypeError:
+        if not masking.is_masked_class(cls) or _is_keras_class(type(layer)):
+            raise
+        return masking.mask_in_place(layer, options or {})
+    if getattr(layer, "_input_shape_arg", None) is not None:
+        new._input_shape_arg = layer._input_shape_arg  # Sequential's Input
     if layer.built and layer.get_build_config():
         new.build_from_config(layer.get_build_config())
         _copy_weights(layer, new)
     return new
+
+
+def _is_keras_class(cls):
+    return cls.__module__.startswith("keras.")
+
+
+def _kept(layer):
+    """A layer prune_low_magnitude does not prune, in the pruned model: a
+    fresh copy with its weights, or, where its config cannot rebuild it
+    (custom layers whose weights appear on first call, or without
+    `**kwargs`), the layer itself, shared (as TFMOT does)."""
+    if _is_keras_class(type(layer)):
+        return _rebuild(layer, type(layer))
+    try:
+        return _rebuild(layer, type(layer))
+    except (TypeError, ValueError):
+        return layer
 
 
 def _options(layer, params):
@@ -177,20 +204,32 @@ def _prune_model(to_prune, params, exclude, pruning_policy):
     def convert(layer):
         if (layer.name in exclude or isinstance(layer, keras.layers.InputLayer)
                 or (pruning_policy is not None and not pruning_policy(layer))):
-            return _rebuild(layer, type(layer))
+            return _kept(layer)
         if not prunable_lib.supports(layer) and not masking.is_masked(layer):
             left_dense.append(layer)
-            return _rebuild(layer, type(layer))
+            return _kept(layer)
         if prunable_lib.is_weightless_or_normalization(layer):
-            return _rebuild(layer, type(layer))
+            return _kept(layer)
         options = _options(layer, params)
         return _rebuild(layer, masking.masked_class(type(layer)), options)
 
     clone = _clone(model, convert)
     masking.warn_left_dense(model, left_dense, "prune_low_magnitude")
+    if isinstance(clone, keras.Sequential) and not _has_inputs(clone):
+        # An unbuilt Sequential (no Input yet) stays one, as in TFMOT: its
+        # masked layers train as they are; MaskedModel.wrap(model) once
+        # built adds masked gradients and gf/EGF.
+        return clone
     pruned = MaskedModel.wrap(clone, **_model_options(model))
     pruned.source_model_class = _source_class(model)
     return pruned
+
+
+def _has_inputs(model):
+    try:
+        return bool(model.inputs)
+    except (AttributeError, ValueError):
+        return False
 
 
 def _model_options(model):
@@ -223,9 +262,17 @@ def _check_model(model, what):
 
 def _clone(model, convert):
     """Clones `model` (nested Sequential/functional models too), each leaf
-    layer through `convert(layer)` (which copies its weights)."""
-    return keras.models.clone_model(model, clone_function=convert,
-                                    recursive=True)
+    layer through `convert(layer)` (which copies its weights); a
+    functional model's inputs keep their InputLayers' names."""
+    input_tensors = None
+    if not isinstance(model, keras.Sequential) and hasattr(model, "_inputs_struct"):
+        input_tensors = tree.map_structure(
+            lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype,
+                                  sparse=t.sparse,
+                                  name=t._keras_history.operation.name),
+            model._inputs_struct)
+    return keras.models.clone_model(model, input_tensors=input_tensors,
+                                    clone_function=convert, recursive=True)
 
 
 def strip_pruning(model):
@@ -237,8 +284,15 @@ def strip_pruning(model):
 
     def convert(layer):
         if not masking.is_masked(layer):
-            return _rebuild(layer, type(layer))
-        new = _rebuild(layer, masking.plain_class(type(layer)))
+            return _kept(layer)
+        try:
+            new = _rebuild(layer, masking.plain_class(type(layer)))
+        except TypeError as e:
+            raise ValueError(
+                f"strip_pruning cannot rebuild layer {layer.name!r} of type "
+                f"{masking.plain_class(type(layer)).__name__} from its config "
+                f"({e}); give its __init__ **kwargs (Keras passes name, "
+                "trainable, dtype).") from None
         _zero_pruned(layer, new)
         return new
 

@@ -75,9 +75,9 @@ def is_pruned_m_by_n(weights, m_by_n=(2, 4), last_channel="C_OUT"):
 
 
 def block_scores(scores, block_size, block_pooling_type="AVG"):
-    """Scores pooled over blocks of a 2-D weight (squeezed as TFMOT)."""
+    """Scores pooled over blocks of a 2-D weight."""
     (rows, cols), pooling = check_block(block_size, block_pooling_type)
-    values = np.squeeze(np.asarray(scores, np.float64))
+    values = np.asarray(scores, np.float64)
     if values.ndim != 2:
         raise ValueError("Block sparsity can only be used for layers which "
                          "have 2-dimensional weights. Received: weight of "
@@ -95,5 +95,4 @@ def expand_blocks(block_mask, block_size, shape):
     """A mask over blocks back to a mask of the weight's `shape`."""
     rows, cols = block_size
     full = np.kron(np.asarray(block_mask), np.ones((rows, cols)))
-    squeezed = tuple(d for d in shape if d != 1) or (1,)
-    return full[:squeezed[0], :squeezed[1]].reshape(shape).astype(np.float32)
+    return full[:shape[0], :shape[1]].reshape(shape).astype(np.float32)
