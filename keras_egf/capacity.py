@@ -2,7 +2,6 @@
 building dense/sparse networks with exactly equal per-layer capacity."""
 
 import collections
-import logging
 import math
 
 import keras
@@ -12,6 +11,7 @@ from keras_egf import architectures
 from keras_egf import initializers as init_lib
 from keras_egf import layers as layers_lib
 from keras_egf import pruning as pruning_lib
+from keras_egf._warnings import warn
 from keras_egf.model import MaskedModel
 
 LayerCapacity = collections.namedtuple(
@@ -179,9 +179,8 @@ def dense_equivalent(model):
     exact = all(r.exact for r in report)
     for r in report:
         if not r.exact:
-            logging.warning(
-                "dense_equivalent: layer %r has %d active sparse weights but "
-                "its dense twin has %d.", r.name, r.sparse_active, r.dense_weights)
+            warn(f"dense_equivalent: layer {r.name!r} has {r.sparse_active} "
+                 f"active sparse weights but its dense twin has {r.dense_weights}.")
     dense = MaskedModel(inputs=clone.inputs, outputs=clone.outputs,
                         name=f"{model.name}_dense")
     return DenseEquivalent(dense, report, exact)
