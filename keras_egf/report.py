@@ -314,9 +314,32 @@ def _by_setting_sections(sweep, output_dir, files):
     return sections + [""]
 
 
+# Every file `write_report` writes (names, or patterns where the name comes
+# from the sweep). A previous report's files are removed before a new one is
+# written, so that a folder never mixes two reports; nothing else is touched.
+REPORT_FILES = ("report.md", "correlations.md", "correlations.csv", "wilcoxon.csv",
+                "by_setting.csv", "sensitivity.csv", "wilcoxon_optimizer_x_*.png",
+                "width_*.png")
+
+
+def report_files(output_dir):
+    """Sorted names of the report files (`REPORT_FILES`) in `output_dir`."""
+    import fnmatch
+
+    if not os.path.isdir(output_dir):
+        return []
+    return sorted(n for n in os.listdir(output_dir)
+                  if any(fnmatch.fnmatchcase(n, p) for p in REPORT_FILES)
+                  and os.path.isfile(os.path.join(output_dir, n)))
+
+
 def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
                  width_measure="egf_2", diverged="loss", strict=False):
     """Writes the report files into `output_dir`; returns the markdown text.
+
+    A previous report's files there (`REPORT_FILES`, e.g. the width plot of
+    an optimizer this sweep does not have) are removed first; other files
+    are left alone.
 
     `diverged`: "loss" (a diverged model counts at chance accuracy in the
     Wilcoxon pairs) or "exclude". `strict`: fail on an unreadable
@@ -331,6 +354,8 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
                          f"{list(DIVERGED_TREATMENTS)}")
     sweep = load_sweep(sweep_dir, strict=strict)
     check_output_dir(output_dir)
+    for name in report_files(output_dir):
+        os.remove(os.path.join(output_dir, name))
     files = []
     corr = correlation_table(sweep)
     _write_csv(os.path.join(output_dir, "correlations.csv"), corr,

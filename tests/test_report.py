@@ -311,3 +311,23 @@ def test_report_binary_refuses_an_empty_output_dir(tmp_path):
     assert "Traceback" not in proc.stderr
     assert sorted(os.listdir(cwd)) == ["notes.txt"]
     assert not os.path.exists(os.path.join(path, "report"))
+
+
+def test_a_new_report_replaces_the_previous_ones_files_only(tmp_path):
+    path, trials = _fixture(tmp_path)
+    out = tmp_path / "report"
+    first = report.write_report(path, str(out), min_pairs=3)
+    (out / "README.md").write_text("notes kept beside the report")
+    (out / "width_notes.txt").write_text("not a report file")
+    (out / "figures").mkdir()
+    # The same folder, a sweep without the SGD trials: the first report's
+    # width_sgd.png must not stay beside the new report.
+    adam = tmp_path / "adam"
+    adam.mkdir()
+    path = _write(adam, [t for t in trials if t[0].get("optimizer") == "adam"])
+    second = report.write_report(path, str(out), min_pairs=3)
+    assert "width_sgd.png" in first["files"] and "width_sgd.png" not in second["files"]
+    assert sorted(os.listdir(out)) == sorted(
+        second["files"] + ["README.md", "width_notes.txt", "figures"])
+    assert (out / "README.md").read_text() == "notes kept beside the report"
+    assert report.report_files(str(out)) == sorted(second["files"])
