@@ -107,6 +107,21 @@ def objective_kernel_gradients(model, x, y, sample_weight=None):
         # loss-scaling optimizer would.
 
 
+def measured_layers(model, who):
+    """`model`'s prunable layers, whose kernels gf/EGF are taken over; a
+    ValueError naming `who` and the model when it has none."""
+    layers = layers_lib.prunable_layers(model)
+    if not layers:
+        names = [l.name for l in model.layers]
+        raise ValueError(
+            f"{who}: model {model.name!r} has no prunable layer (Dense, "
+            "Conv*, Embedding, ...: keras_egf.prunable_layers finds none), "
+            "so there is no kernel to measure gradient flow over. Received: "
+            f"model={model.name!r} with layers {names[:8]}"
+            + (" ..." if len(names) > 8 else ""))
+    return layers
+
+
 def gradient_flow_on_batches(model, batches):
     """gf/EGF of `model`'s training objective on a fixed batch set.
 
@@ -118,7 +133,7 @@ def gradient_flow_on_batches(model, batches):
 
     Returns {measure: float, "layers": {name: {"egf_1": .., "egf_2": ..}}}.
     """
-    layers = layers_lib.prunable_layers(model)
+    layers = measured_layers(model, "gradient_flow_on_batches")
     masks = [l.mask if layers_lib.is_masked_layer(l) else None for l in layers]
     batches = as_batches(batches)
     total = sum(int(tf.shape(tf.nest.flatten(b[0])[0])[0]) for b in batches)
@@ -215,6 +230,8 @@ class EGFCallback(keras.callbacks.Callback):
         if num_points is None:
             num_points = min(DEFAULT_NUM_POINTS, epochs)
         self.epochs_to_evaluate = evaluation_epochs(epochs, num_points)
+        if self.model is not None:  # fails here, not at the first point
+            measured_layers(self.model, "EGFCallback")
 
     @property
     def average(self):

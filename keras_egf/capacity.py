@@ -11,6 +11,7 @@ from keras_egf import architectures
 from keras_egf import initializers as init_lib
 from keras_egf import layers as layers_lib
 from keras_egf import pruning as pruning_lib
+from keras_egf.architectures.common import check_num_classes
 from keras_egf._warnings import warn
 from keras_egf.model import MaskedModel
 
@@ -62,6 +63,7 @@ def same_capacity_plan(input_shape, hidden_widths, num_classes,
     multiplier; each of its layers keeps exactly prod(dense_shape) weights.
     """
     architecture = architectures.get_architecture(arch)
+    check_num_classes(num_classes)  # before the shapes' fans are used
     if isinstance(input_shape, (int, np.integer)):
         input_shape = (int(input_shape),)
     dense = architecture.kernel_shapes(input_shape, list(hidden_widths),

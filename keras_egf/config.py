@@ -25,6 +25,7 @@ REGULARIZERS = ("l2", "da", "sc", "bn")
 # comma list ("l2,bn") and the paper's (and grids') labels, the names in
 # capitals joined by "_" ("L2_BN", "SC_BN"), "NR" for none. Any case.
 NO_REGULARIZERS = "NR"
+MAX_SEED = 2**32 - 1  # numpy.random.seed's largest, which Keras seeds
 DEFAULT_EGF_POINTS = 5  # or `epochs`, when fewer
 MODEL_CHOICES = ("both", "sparse", "dense")
 PRUNING_METHODS = tuple(all_pruning_method_names())  # the pruning registry
@@ -249,6 +250,11 @@ class ComparisonConfig:
                      "dst_update_every",
                      "pruning_batches"):
             positive_int(name)
+        s = self.seed
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or \
+                not 0 <= s <= MAX_SEED:
+            bad("seed", "must be an integer in [0, 2**32 - 1] (NumPy's seed "
+                "range)")
         m = self.sparse_width_multiplier
         if not isinstance(m, (int, float)) or not math.isfinite(m) or m < 1:
             bad("sparse_width_multiplier", "must be a finite number >= 1")

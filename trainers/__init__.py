@@ -110,13 +110,20 @@ def run_binary(main):
     _define_help_flags(sys.modules[main.__module__])
 
     def parse(argv):
+        program = os.path.basename(argv[0]) if argv else "keras-egf"
         try:
-            return flags.FLAGS(argv)
+            rest = flags.FLAGS(argv)
         except flags.Error as e:
-            program = os.path.basename(argv[0]) if argv else "keras-egf"
             sys.stderr.write(f"{program}: error: {e}\n"
                              f"Pass --helpfull to see help on flags.\n")
             sys.exit(EXIT_BAD_INPUT)
+        if len(rest) > 1:  # absl's UsageError would print the whole help
+            listed = " ".join(repr(a) for a in rest[1:])
+            sys.stderr.write(
+                f"{program}: error: unexpected argument {listed}: the binary "
+                "takes flags only (--name=value; --help lists them)\n")
+            sys.exit(EXIT_BAD_INPUT)
+        return rest
 
     from keras_egf import interrupts
 

@@ -6,18 +6,35 @@ sparsity in [0, 1) and layer names to exclude (kept dense) to a dict
 """
 
 import math
+import numbers
 
 import numpy as np
 
 
-def check_sparsity(sparsity, name="sparsity"):
-    """Raises ValueError unless 0 <= sparsity < 1 (a finite number)."""
+def _is_real(value):
+    """A real number: int, float, a NumPy scalar or a 0-d array or tensor of
+    a numeric dtype; not a bool or a string."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, numbers.Real):
+        return True
+    if getattr(value, "dtype", None) is None:
+        return False
     try:
-        value = float(sparsity)
-    except (TypeError, ValueError):
+        array = np.asarray(value)
+    except Exception:  # noqa: BLE001 (anything that is no array)
+        return False
+    return array.ndim == 0 and array.dtype.kind in "fiu"
+
+
+def check_sparsity(sparsity, name="sparsity"):
+    """Raises ValueError unless 0 <= sparsity < 1 (a finite real number: not
+    a bool, nor a string that would parse as one)."""
+    if not _is_real(sparsity):
         raise ValueError(
-            f"{name} must be a number in [0, 1). Received: {name}={sparsity!r}"
-        ) from None
+            f"{name} must be a number in [0, 1), not {type(sparsity).__name__}. "
+            f"Received: {name}={sparsity!r}")
+    value = float(sparsity)
     if not math.isfinite(value) or not 0.0 <= value < 1.0:
         raise ValueError(
             f"{name} must be in [0, 1). Received: {name}={sparsity!r}"
