@@ -100,6 +100,12 @@ def num_train_examples(config):
     return _datasets(config).num_train
 
 
+# The settings `check_trainable` (with `num_train_examples`) reads: a grid
+# checks one config per combination of these (`Grid.configs_over`).
+TRAINABLE_SETTINGS = ("dataset", "data_dir", "arch", "batch_size",
+                      "sparse_training", "models", "epochs", "dst_update_every")
+
+
 def check_trainable(config, num_train, allow_small_dataset=False):
     """Refuses a run that would train on nothing useful (ValueError naming
     the numbers): a batch larger than the `num_train` training examples

@@ -27,24 +27,38 @@ TOP_LEVEL_KEYS = ("name", "fixed", "grid", "objective")
 OBJECTIVES = ("sparse_test_accuracy", "dense_test_accuracy",
               "sparse_minus_dense_accuracy")
 _FIELDS = {f.name: f for f in config_lib.fields()}
-# Grid value types, from the config's fields (regularizers are written as
-# labels such as "DA_BN"); a field whose default is None also takes null.
-_TYPES = {f.name: (str if f.type is tuple else f.type) for f in config_lib.fields()}
-_NULLABLE = {f.name for f in config_lib.fields() if f.default is None}
+_short = config_lib.short_repr
 
 
 def _check_value(key, value, where):
-    expected = _TYPES[key]
-    ok = isinstance(value, expected) and not (
-        expected is not bool and isinstance(value, bool))
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        ok = True
-    if key in _NULLABLE and value is None:
-        ok = True
-    if not ok:
-        raise ValueError(
-            f"{where}.{key}: expected {expected.__name__}, got "
-            f"{type(value).__name__} {value!r}")
+    why = config_lib.type_problem(key, value, labels_only=True)
+    if why:
+        raise ValueError(f"{where}.{key}: {why}")
+
+
+def _setting(key, value):
+    """What a grid value sets, for finding two spellings of one setting:
+    the regularisers as a set of names ("NR" and "", "l2,bn" and "BN_L2"
+    are one each), numbers by value (1 and 1.0 are one)."""
+    if key == "regularizers" and isinstance(value, str):
+        return frozenset(parse_regularizers(value))
+    return value
+
+
+def _check_distinct(key, values, where):
+    """Refuses an axis that lists one setting twice (the oracle would run it
+    once and the sweep never finish; the report would count it twice)."""
+    seen = {}
+    for value in values:
+        setting = _setting(key, value)
+        if setting in seen:
+            first = seen[setting]
+            same = (f"{_short(value)} is listed twice" if first == value and
+                    type(first) is type(value) else
+                    f"{_short(first)} and {_short(value)} are one setting")
+            raise ValueError(
+                f"{where}.{key}: {same}; list each setting once")
+        seen[setting] = value
 
 
 @dataclasses.dataclass
@@ -61,10 +75,7 @@ class Grid:
 
     def config(self, values):
         """ComparisonConfig for one grid point (dict axis -> value)."""
-        settings = {**self.fixed, **values}
-        if "regularizers" in settings:
-            settings["regularizers"] = parse_regularizers(settings["regularizers"])
-        return ComparisonConfig(**settings).validate()
+        return ComparisonConfig(**{**self.fixed, **values}).validate()
 
     def with_seeds(self, seeds):
         """This grid with a `seed` axis (last, so a point's seeds are adjacent)."""
@@ -93,31 +104,123 @@ class Grid:
         return [dict(zip(keys, combo))
                 for combo in itertools.product(*(self.axes[k] for k in keys))]
 
+    def _skip_rule(self):
+        """point -> True when it has skip connections at depth 1, decided
+        once per (regularizers, arch, depth) value (a large grid has
+        millions of points and a handful of these)."""
+        decided = {}
+
+        def skip(point):
+            settings = {**self.fixed, **point}
+            key = (settings.get("regularizers", ""),
+                   settings.get("arch", ComparisonConfig.arch),
+                   settings.get("depth", ComparisonConfig.depth))
+            if key not in decided:
+                decided[key] = ("sc" in parse_regularizers(key[0])
+                                and key[1] == "mlp" and key[2] == 1)
+            return decided[key]
+        return skip
+
     def _skip_without_effect(self, point):
-        settings = {**self.fixed, **point}
-        regs = parse_regularizers(settings.get("regularizers", ""))
-        return ("sc" in regs and settings.get("arch", ComparisonConfig.arch) == "mlp"
-                and settings.get("depth", ComparisonConfig.depth) == 1)
+        return self._skip_rule()(point)
 
     def points(self):
         """The grid points that run, in grid order: every combination but
         those with skip connections at depth 1 (see `skipped_points`)."""
-        return [p for p in self.all_points() if not self._skip_without_effect(p)]
+        skip = self._skip_rule()
+        return [p for p in self.all_points() if not skip(p)]
 
     def skipped_points(self):
         """Combinations left out: skip connections join equal-width hidden
         layers, so at depth 1 there is none and SC, SC_BN, ... would build
         the same networks as NR, BN, ... and count their cells twice."""
-        return [p for p in self.all_points() if self._skip_without_effect(p)]
+        skip = self._skip_rule()
+        return [p for p in self.all_points() if skip(p)]
+
+    def configs_over(self, names):
+        """[(point, config)], one for each combination of the values the
+        axes among `names` take in the points that run, the other axes at
+        the first point's values where that point runs: what a check that
+        reads only the settings `names` needs to see, without building
+        every point's config (a grid can have millions)."""
+        first = self._first_point()
+        varied = [k for k in self.axes if k in names]
+        # A combination the skip rule leaves out beside the first point
+        # (SC at its depth 1) may run at another depth, arch or regularizer.
+        rule_axes = [k for k in ("regularizers", "arch", "depth")
+                     if k in self.axes and k not in varied]
+        skip = self._skip_rule()
+        out = []
+        for combo in itertools.product(*(self.axes[k] for k in varied)):
+            point = {**first, **dict(zip(varied, combo))}
+            for other in itertools.product(*(self.axes[k] for k in rule_axes)):
+                candidate = {**point, **dict(zip(rule_axes, other))}
+                if not skip(candidate):
+                    out.append((candidate, self.config(candidate)))
+                    break
+        return out
+
+    def _first_point(self):
+        """The first point that runs (grid order)."""
+        skip = self._skip_rule()
+        keys = list(self.axes)
+        for combo in itertools.product(*(self.axes[k] for k in keys)):
+            point = dict(zip(keys, combo))
+            if not skip(point):
+                return point
+        raise ValueError(f"grid {self.name!r}: every point is left out")
+
+    def check_points(self, where="grid"):
+        """Raises ValueError unless every point that runs is a valid config,
+        axis by axis (`_validate_axes`); the error names the axis and
+        value, or the combination, that is not."""
+        _validate_axes(self, where)
+
+
+def _validate_axes(grid, where):
+    """Checks every point of `grid` is a valid config without building them
+    all (a grid can have millions): the combinations of the axes that
+    `ComparisonConfig.validate` checks together (`COMBINED_CHECKS`, the
+    others at their first value), then every other axis one value at a time
+    beside the first valid combination. Equivalent to validating each point:
+    validate's other checks read one setting each."""
+    combined = [k for k in grid.axes if k in config_lib.COMBINED_CHECKS
+                or k == "depth"]  # depth: the skip rule (`points`)
+    first = {k: v[0] for k, v in grid.axes.items()}
+    skip = grid._skip_rule()
+    base = None
+    for combo in itertools.product(*(grid.axes[k] for k in combined)):
+        point = {**first, **dict(zip(combined, combo))}
+        if skip(point):
+            continue
+        try:
+            grid.config(point)
+        except ValueError as e:
+            shown = {k: point[k] for k in combined} or point
+            raise ValueError(f"{where}: grid point {shown}: {e}") from None
+        base = point if base is None else base
+    if base is None:
+        raise ValueError(f"{where}: every grid point has skip connections at "
+                         "depth 1, where there is no skip to add (use depth >= 2)")
+    for key, values in grid.axes.items():
+        if key in combined:
+            continue
+        for value in values:
+            try:
+                grid.config({**base, key: value})
+            except ValueError as e:
+                raise ValueError(f"{where}.grid.{key}: {e}") from None
 
 
 def parse_grid(spec, source="grid"):
-    """Validates a grid dict; raises ValueError naming the bad key."""
+    """Validates a grid dict; raises ValueError naming the bad key (and the
+    file, `source`)."""
     if not isinstance(spec, dict):
         raise ValueError(f"{source}: top level must be a JSON object")
     for key in spec:
         if key not in TOP_LEVEL_KEYS:
-            raise ValueError(f"{source}: unknown key {key!r}; allowed: {list(TOP_LEVEL_KEYS)}")
+            raise ValueError(f"{source}: unknown key {_short(key)}; "
+                             f"allowed: {list(TOP_LEVEL_KEYS)}")
     for key in ("name", "grid"):
         if key not in spec:
             raise ValueError(f"{source}: missing key {key!r}")
@@ -130,7 +233,7 @@ def parse_grid(spec, source="grid"):
             raise ValueError(f"{source}.{part}: expected an object")
         for key in mapping:
             if key not in _FIELDS:
-                raise ValueError(f"{source}.{part}: unknown key {key!r}; "
+                raise ValueError(f"{source}.{part}: unknown key {_short(key)}; "
                                  f"allowed: {sorted(_FIELDS)}")
     for key, value in fixed.items():
         _check_value(key, value, f"{source}.fixed")
@@ -143,26 +246,54 @@ def parse_grid(spec, source="grid"):
             _check_value(key, value, f"{source}.grid")
     objective = spec.get("objective", "sparse_test_accuracy")
     if objective not in OBJECTIVES:
-        raise ValueError(f"{source}.objective: {objective!r} is not one of {list(OBJECTIVES)}")
+        raise ValueError(f"{source}.objective: {_short(objective)} is not one "
+                         f"of {list(OBJECTIVES)}")
     grid = Grid(spec["name"], dict(fixed), dict(axes), objective)
-    if not grid.points():
-        raise ValueError(f"{source}: every grid point has skip connections at "
-                         "depth 1, where there is no skip to add (use depth >= 2)")
-    for point in grid.points():  # every point must be a valid config
-        try:
-            grid.config(point)
-        except ValueError as e:
-            raise ValueError(f"{source}: grid point {point}: {e}") from None
+    grid.check_points(source)
+    for key, values in axes.items():
+        _check_distinct(key, values, f"{source}.grid")
     return grid
 
 
+def _unique_keys(pairs):
+    """A JSON object's dict; ValueError naming a key given twice (json
+    would keep the last silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(
+                f"key {key!r} is given twice in one object ({_short(out[key])}, "
+                f"then {_short(value)}); JSON keeps only the last, so the first "
+                "would be dropped without a word: give each key once")
+        out[key] = value
+    return out
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
 def load_grid(path):
-    """Reads and validates a grid JSON file."""
+    """Reads and validates a grid JSON file (UTF-8, each key once)."""
+    where = f"grid={str(path)!r}"
     try:
-        with open(path) as f:
-            spec = json.load(f)
+        with open(path, "rb") as f:
+            raw = f.read()
     except OSError as e:
-        raise ValueError(f"grid={path!r}: cannot be read ({e.strerror})") from None
+        raise ValueError(f"{where}: cannot be read ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{where}: not UTF-8 text (byte "
+                         f"{raw[e.start]:#04x} at offset {e.start}); save the "
+                         "grid as UTF-8") from None
+    try:
+        spec = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+        raise ValueError(f"{where}: {e}") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"grid={path!r}: invalid JSON ({e})") from None
+        raise ValueError(f"{where}: invalid JSON ({e})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply to be a grid (a grid "
+                         "is an object of objects of lists of values)") from None
     return parse_grid(spec, source=str(path))

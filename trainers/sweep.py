@@ -87,8 +87,8 @@ def main(argv):
         return _fail(e)
     from keras_egf import data
     try:  # an unprepared tfds dataset fails here, not in every trial
-        for dataset, data_dir in sorted({(c.dataset, c.data_dir or "") for c in
-                                         map(grid.config, grid.points())}):
+        for dataset, data_dir in sorted({(c.dataset, c.data_dir or "") for _, c in
+                                         grid.configs_over(("dataset", "data_dir"))}):
             data.check_available(dataset, data_dir or None)
     except (ValueError, data.DatasetNotPreparedError) as e:
         return _fail(e)
@@ -137,9 +137,8 @@ def _check_trainable(grid):
     (`experiment.check_trainable`), naming the first."""
     from keras_egf import experiment
 
-    num_train = {}
-    for point in grid.points():
-        config = grid.config(point)
+    num_train = {}  # one config per combination of what the check reads
+    for point, config in grid.configs_over(experiment.TRAINABLE_SETTINGS):
         key = (config.dataset, config.data_dir, config.arch == "mlp")
         if key not in num_train:
             num_train[key] = experiment.num_train_examples(config)
