@@ -90,6 +90,7 @@ class Sweep:
     sweep_dir: str
     trials: list
     incomplete: list
+    grids: list = dataclasses.field(default_factory=list)  # mixed grids only
 
     def left_out(self, model):
         """{reason: count} of trials whose `model` the statistics skip."""
@@ -150,46 +151,106 @@ def library_version(results):
     return versions.get("keras_egf") if isinstance(versions, dict) else None
 
 
+# The settings the report groups trials by: a results.json must hold them.
+REPORT_SETTINGS = ("optimizer", "regularizers", "activation", "dense_width")
+
+
+class _Invalid(ValueError):
+    """A results.json that was read but breaks the schema."""
+
+
 def _read_results(path):
-    """A results.json's dict, checked to hold config and models objects."""
+    """A results.json's dict, read and checked as the sweep reads it
+    (`keras_egf.results`) and holding `REPORT_SETTINGS`; ValueError
+    "PATH: not a keras-egf results file (why)" (`_Invalid` when the file
+    was read but breaks the schema)."""
+    from keras_egf import files
+    from keras_egf import results as results_lib
+
     try:
-        with open(path) as f:
-            results = json.load(f)
-        config, models = results["config"], results["models"]
-        if not isinstance(config, dict) or not isinstance(models, dict):
-            raise TypeError("config/models are not objects")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a keras-egf results file ({e})") from None
+        results = files.read_json(path)
+    except ValueError as e:
+        why = str(e)[len(str(path)) + 2:] if str(e).startswith(f"{path}: ") else e
+        raise ValueError(f"{path}: not a keras-egf results file ({why})") from None
+    try:
+        results_lib.check(results, path)
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
+    missing = [k for k in REPORT_SETTINGS if k not in results["config"]]
+    if missing:
+        raise _Invalid(f"{path}: not a keras-egf results file (config."
+                       f"{missing[0]}: missing; the report groups trials by "
+                       f"{', '.join(REPORT_SETTINGS)})")
     return results
 
 
-def load_sweep(sweep_dir, strict=False):
+def _grid_identity(spec):
+    """What makes two grid.json files one experiment: all but the name, the
+    objective, the pack size and the seeds (a sweep re-run with other
+    --seeds adds matched pairs to the same cells)."""
+    if not isinstance(spec, dict):
+        return repr(spec)
+    fixed = {k: v for k, v in (spec.get("fixed") or {}).items() if k != "seed"}
+    axes = {k: v for k, v in (spec.get("grid") or {}).items() if k != "seed"}
+    return json.dumps({"fixed": fixed, "grid": axes}, sort_keys=True, default=str)
+
+
+def mixed_grids_text(grids):
+    """"'smoke' (a/grid.json: 12 trials), ..." of `Sweep.grids`."""
+    return "; ".join(f"{label} ({plural(n, 'trial')})" for label, n in grids)
+
+
+def load_sweep(sweep_dir, strict=False, allow_mixed_grids=False):
     """Reads every results.json below `sweep_dir` (a sweep's trial_* folders,
     or any folder of keras-egf-train outputs).
 
-    An unreadable results.json is listed in `Sweep.incomplete` as failed and
-    the rest is read; with `strict` it raises ValueError instead.
+    Each is read and checked as the sweep reads it (`keras_egf.results`).
+    An unreadable or invalid results.json is listed in `Sweep.incomplete`
+    as failed and the rest is read; with `strict` it raises ValueError
+    instead. Results of different grids (the grid.json of the sweep folder
+    each lies in, seeds aside; results outside any sweep count as one more)
+    are refused, naming each grid and its trial count, unless
+    `allow_mixed_grids` (then `Sweep.grids` lists them).
     """
+    from keras_egf import files
+
     if not os.path.isdir(sweep_dir):
         raise ValueError(f"sweep_dir={sweep_dir!r}: not a folder")
     trials, incomplete = [], []
-    for root, dirs, files in os.walk(sweep_dir):
+    grid_of = {}  # folder -> (identity, label) of the sweep it lies in
+    counts = {}  # identity -> [label, trials]
+    for root, dirs, names in os.walk(sweep_dir):
         dirs[:] = sorted(d for d in dirs if d != "tensorboard")
         name = os.path.relpath(root, sweep_dir)
-        if "results.json" in files:
+        grid = grid_of.get(os.path.dirname(root)) if root != sweep_dir else None
+        if files.GRID_FILE in names:
+            where = os.path.join(name, files.GRID_FILE) if name != "." else files.GRID_FILE
+            try:
+                spec = files.read_json(os.path.join(root, files.GRID_FILE))
+                label = f"grid {spec.get('name')!r} ({where})"
+                grid = (_grid_identity(spec), label)
+            except (ValueError, AttributeError):
+                grid = (f"unreadable {where}", f"an unreadable {where}")
+        grid_of[root] = grid
+        if "results.json" in names:
             path = os.path.join(root, "results.json")
             try:
                 results = _read_results(path)
             except ValueError as e:
                 if strict:
                     raise
-                incomplete.append(f"{name} (failed: unreadable results.json: "
-                                  f"{str(e).split(': ', 1)[-1]})")
+                kind = "invalid" if isinstance(e, _Invalid) else "unreadable"
+                why = str(e).split(": not a keras-egf results file ", 1)[-1]
+                if why.startswith("(") and why.endswith(")"):
+                    why = why[1:-1]
+                incomplete.append(f"{name} (failed: {kind} results.json: {why})")
                 continue
             trials.append(Trial(name, path, results["config"], results["models"],
                                 (results.get("dataset") or {}).get("num_classes"),
                                 library_version(results)))
-        elif "trial.json" in files:  # a Keras Tuner trial without results
+            key, label = grid or (None, "outside any sweep (no grid.json)")
+            counts.setdefault(key, [label, 0])[1] += 1
+        elif "trial.json" in names:  # a Keras Tuner trial without results
             try:
                 with open(os.path.join(root, "trial.json")) as f:
                     status = json.load(f).get("status") or "RUNNING"
@@ -197,13 +258,20 @@ def load_sweep(sweep_dir, strict=False):
                 status = "RUNNING"
             incomplete.append(name if status == "RUNNING" else f"{name} ({status.lower()})")
     if not trials:
-        failed = [i for i in incomplete if "unreadable results.json" in i]
+        failed = [i for i in incomplete if "(failed: " in i]
         if failed:
             raise ValueError(f"sweep_dir={sweep_dir!r}: no readable results.json "
-                             f"found; unreadable: {'; '.join(failed)}")
+                             f"found; unreadable or invalid: {'; '.join(failed)}")
         raise ValueError(f"sweep_dir={sweep_dir!r}: no results.json found "
                          "(has the sweep run? keras-egf-sweep --output_dir=...)")
-    return Sweep(sweep_dir, trials, incomplete)
+    grids = [tuple(v) for v in counts.values()] if len(counts) > 1 else []
+    if grids and not allow_mixed_grids:
+        raise ValueError(
+            f"sweep_dir={sweep_dir!r} holds the results of {len(grids)} different "
+            f"grids: {mixed_grids_text(grids)}. They are not one experiment: "
+            "point --sweep_dir at one sweep's folder, or pass "
+            "--allow_mixed_grids to report them together")
+    return Sweep(sweep_dir, trials, incomplete, grids)
 
 
 def plot_heatmap(rows, cols, cells, path, title, min_pairs):
@@ -266,6 +334,10 @@ def _left_out_text(sweep):
                  f"results (interrupted, running or failed): "
                  f"{', '.join(sweep.incomplete)}.")
     mixed = mixed_versions_text(sweep.library_versions())
+    if sweep.grids:
+        mixed = (f"Warning: these trials come from {len(sweep.grids)} different "
+                 f"grids, reported together (allow_mixed_grids): "
+                 f"{mixed_grids_text(sweep.grids)}." + (f" {mixed}" if mixed else ""))
     return text + (f"\n\n**{mixed}**" if mixed else "")
 
 
@@ -334,7 +406,8 @@ def report_files(output_dir):
 
 
 def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
-                 width_measure="egf_2", diverged="loss", strict=False):
+                 width_measure="egf_2", diverged="loss", strict=False,
+                 allow_mixed_grids=False):
     """Writes the report files into `output_dir`; returns the markdown text.
 
     A previous report's files there (`REPORT_FILES`, e.g. the width plot of
@@ -343,7 +416,9 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
 
     `diverged`: "loss" (a diverged model counts at chance accuracy in the
     Wilcoxon pairs) or "exclude". `strict`: fail on an unreadable
-    results.json instead of listing it as failed.
+    results.json instead of listing it as failed. `allow_mixed_grids`:
+    report the results of different grids together, naming them, instead
+    of refusing (`load_sweep`).
     """
     from keras_egf.files import check_output_dir, write_text_atomic
 
@@ -352,7 +427,7 @@ def write_report(sweep_dir, output_dir, min_pairs=DEFAULT_MIN_PAIRS,
     if diverged not in DIVERGED_TREATMENTS:
         raise ValueError(f"diverged={diverged!r}: must be one of "
                          f"{list(DIVERGED_TREATMENTS)}")
-    sweep = load_sweep(sweep_dir, strict=strict)
+    sweep = load_sweep(sweep_dir, strict=strict, allow_mixed_grids=allow_mixed_grids)
     check_output_dir(output_dir)
     for name in report_files(output_dir):
         os.remove(os.path.join(output_dir, name))

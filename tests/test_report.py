@@ -331,3 +331,97 @@ def test_a_new_report_replaces_the_previous_ones_files_only(tmp_path):
         second["files"] + ["README.md", "width_notes.txt", "figures"])
     assert (out / "README.md").read_text() == "notes kept beside the report"
     assert report.report_files(str(out)) == sorted(second["files"])
+
+
+def _edit_results(path, folder, change):
+    f = os.path.join(path, folder, "results.json")
+    with open(f) as fh:
+        results = json.load(fh)
+    change(results)
+    with open(f, "w") as fh:
+        json.dump(results, fh)
+
+
+@pytest.mark.parametrize("change, named", [
+    # Issue 27.6: read as a trial, plotted as width_3.png.
+    (lambda r: r["config"].update(optimizer=3, dense_width="sixteen"),
+     "config.optimizer: expected str, got int 3"),
+    # Issue 27.6: KeyError 'dense_width' in the width plot.
+    (lambda r: r["config"].pop("dense_width"), "config.dense_width: missing"),
+    (lambda r: r["config"].update(optimizer="adamax"), "config.optimizer='adamax'"),
+    (lambda r: r["models"]["dense"].update(test_accuracy=float("nan")),
+     "models.dense.test_accuracy: nan is not a finite number"),
+])
+def test_results_that_break_the_schema_are_listed_not_reported(tmp_path, change, named):
+    path, _ = _fixture(tmp_path)
+    _edit_results(path, "trial_00", change)
+    sweep = report.load_sweep(path)
+    assert len(sweep.trials) == 12 and "trial_00" not in {t.trial_id for t in sweep.trials}
+    (failed,) = [i for i in sweep.incomplete if i.startswith("trial_00")]
+    assert failed.startswith(f"trial_00 (failed: invalid results.json: {named}"), failed
+    out = tmp_path / "r"
+    result = report.write_report(path, str(out), min_pairs=3)
+    assert f"trial_00 (failed: invalid results.json: {named}" in result["markdown"]
+    assert sorted(p.name for p in out.glob("width_*.png")) == [
+        "width_adam.png", "width_sgd.png"]
+    with pytest.raises(ValueError) as e:
+        report.load_sweep(path, strict=True)
+    assert str(e.value).startswith(
+        os.path.join(path, "trial_00", "results.json")
+        + f": not a keras-egf results file ({named}"), str(e.value)
+
+
+def _two_grid_sweeps(tmp_path, second_grid):
+    rng = np.random.default_rng(5)
+    root = tmp_path / "both"
+    for name, grid in (("a", {"name": "smoke", "fixed": {"epochs": 3},
+                               "grid": {"optimizer": ["sgd", "adam"], "seed": [0]}}),
+                       ("b", second_grid)):
+        (root / name).mkdir(parents=True)
+        _write(root / name, [({"optimizer": ("sgd", "adam")[i % 2]},
+                              {"sparse": _model(*rng.uniform(0.5, 0.9, 1), 1.0, 2.0 + i),
+                               "dense": _model(*rng.uniform(0.5, 0.9, 1), 1.0, 3.0 + i)})
+                             for i in range(6)])
+        (root / name / "sweep" / "grid.json").write_text(json.dumps(grid))
+    return str(root)
+
+
+def test_results_of_two_grids_in_one_folder_are_refused_or_listed(tmp_path):
+    """Issue 27.6: two sweeps of different grids under one --sweep_dir were
+    reported as one, without a word."""
+    other = {"name": "smoke", "fixed": {"epochs": 10},
+             "grid": {"optimizer": ["sgd", "adam"]}}
+    path = _two_grid_sweeps(tmp_path, other)
+    expected = (f"sweep_dir={path!r} holds the results of 2 different grids: "
+                f"grid 'smoke' ({os.path.join('a', 'sweep', 'grid.json')}) (6 trials); "
+                f"grid 'smoke' ({os.path.join('b', 'sweep', 'grid.json')}) (6 trials).")
+    with pytest.raises(ValueError) as e:
+        report.load_sweep(path)
+    assert str(e.value).startswith(expected), str(e.value)
+    with pytest.raises(ValueError, match="--allow_mixed_grids"):
+        report.write_report(path, str(tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
+    result = report.write_report(path, str(tmp_path / "r"), min_pairs=3,
+                                 allow_mixed_grids=True)
+    assert "these trials come from 2 different grids" in result["markdown"]
+    assert len(result["sweep"].trials) == 12
+    # The binary: exit 2, the grids named, nothing written.
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainers.report", f"--sweep_dir={path}",
+         f"--output_dir={tmp_path / 'r2'}"], cwd=root, capture_output=True,
+        text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"keras-egf-report: error: {expected}" in proc.stderr
+    assert not (tmp_path / "r2").exists()
+
+
+def test_sweeps_of_one_grid_with_other_seeds_are_one_experiment(tmp_path):
+    seeds = {"name": "smoke-more-seeds", "fixed": {"epochs": 3},
+             "grid": {"optimizer": ["sgd", "adam"], "seed": [1, 2]},
+             "objective": "dense_test_accuracy", "pack": 4}
+    sweep = report.load_sweep(_two_grid_sweeps(tmp_path, seeds))
+    assert len(sweep.trials) == 12 and sweep.grids == []

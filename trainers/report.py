@@ -12,7 +12,9 @@ wilcoxon_optimizer_x_regularizer.png / wilcoxon_optimizer_x_activation.png
 width_<optimizer>.png (average EGF and test accuracy against dense width).
 Diverged models are left out of the correlations and count at chance
 accuracy in the Wilcoxon pairs (--diverged=exclude drops those pairs); an
-unreadable results.json is listed as a failed trial (--strict: exit 2).
+unreadable or invalid results.json (keras_egf.results, the sweep's reader)
+is listed as a failed trial (--strict: exit 2). Results of different grids
+in one folder are refused (--allow_mixed_grids reports them together).
 """
 
 from absl import app
@@ -35,6 +37,9 @@ flags.DEFINE_enum("diverged", "loss", ["loss", "exclude"],
                   "accuracy (loss) or drop the pair (exclude).")
 flags.DEFINE_bool("strict", False, "Fail on an unreadable results.json instead "
                   "of listing that trial as failed and reporting the rest.")
+flags.DEFINE_bool("allow_mixed_grids", False, "Report the results of "
+                  "different grids (sweeps whose grid.json differ, seeds aside) "
+                  "together, naming each, instead of refusing them.")
 flags.mark_flag_as_required("sweep_dir")
 flags.register_validator("min_pairs", lambda v: v is not None and v >= 1,
                          message="--min_pairs must be >= 1")
@@ -52,7 +57,8 @@ def main(argv):
         out = report.write_report(FLAGS.sweep_dir, output_dir,
                                   min_pairs=FLAGS.min_pairs,
                                   width_measure=FLAGS.width_measure,
-                                  diverged=FLAGS.diverged, strict=FLAGS.strict)
+                                  diverged=FLAGS.diverged, strict=FLAGS.strict,
+                                  allow_mixed_grids=FLAGS.allow_mixed_grids)
     except ValueError as e:
         return fail("keras-egf-report", e)
     print(out["left_out"])
