@@ -371,12 +371,6 @@ def test_tfmot_testPruneMiscObject():
         _ = ke.prune_low_magnitude(model, **PARAMS)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AttributeError,
-    reason="keras-egf bug: strip_pruning of an unbuilt pruned Sequential "
-           "reads each masked layer's kernel (_zero_pruned -> layer_entries "
-           "-> .kernel) and raises 'You must build the layer before "
-           "accessing `kernel`'; TFMOT strips it unbuilt")
 def test_tfmot_testStripPruningSequentialModel():
     model = keras.Sequential([
         layers.Dense(10),

@@ -314,6 +314,8 @@ def _zero_pruned(masked, plain):
     """Zeroes the pruned entries of the plain layer's weights (they pair
     with the masked layer's non-mask weights in order, as `_copy_weights`
     copied them)."""
+    if not masked.built:
+        return  # nothing to zero yet
     masks = {id(e.kernel): e.mask for e in layers_lib.layer_entries(masked)}
     source = [v for v in masked.weights if not masking.is_mask_variable(masked, v)]
     for old, new in zip(source, plain.weights):
