@@ -26,7 +26,6 @@ import functools
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_egf import layers as layers_lib
 from keras_egf import prunable as prunable_lib
@@ -37,13 +36,7 @@ from keras_egf.pruning_options import PruningOptionsMixin
 
 def masked_value(variable, mask, mode):
     """The value a masked weight is read as in the forward pass."""
-    value = variable.value
-    mask = ops.cast(mask, value.dtype)
-    if mode == layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH:
-        # Forward kernel * mask (exactly: k + (k*m - k) is k or 0); backward
-        # the unmasked gradient with respect to that product.
-        return value + ops.stop_gradient(value * mask - value)
-    return value * mask
+    return layers_lib.mask_product(variable.value, mask, mode)
 
 
 class MaskedWeightsMixin(PruningOptionsMixin):

@@ -2,7 +2,6 @@
 gf/EGF equal to the plain twin's (the stripped model, autodiff on its own
 variables), save/load (.keras and .h5) and strip round trips."""
 
-import os
 
 import keras
 import numpy as np
