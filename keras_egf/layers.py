@@ -20,7 +20,6 @@ import threading
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from keras_egf import prunable as prunable_lib
@@ -75,12 +74,18 @@ def effective_kernel_gradients(mode=MASK_PRODUCT_STRAIGHT_THROUGH):
         _state.mode = previous
 
 
-@tf.custom_gradient
-def _straight_through_product(kernel, mask):
-    def grad(upstream):
-        return upstream, tf.zeros_like(mask)
+def mask_product(value, mask, mode):
+    """`value * mask` (`mask` cast to `value`'s dtype), in keras.ops.
 
-    return kernel * mask, grad
+    `mode` "straight_through": the forward value is exactly value * mask
+    (value + (value * mask - value) is value or +0.0), the backward pass
+    hands `value` the unmasked gradient with respect to that product;
+    "autodiff": the plain product, whose gradient is masked.
+    """
+    mask = ops.cast(mask, value.dtype)
+    if mode == MASK_PRODUCT_STRAIGHT_THROUGH:
+        return value + ops.stop_gradient(value * mask - value)
+    return value * mask
 
 
 class MaskedKernelMixin(PruningOptionsMixin):
@@ -109,11 +114,8 @@ class MaskedKernelMixin(PruningOptionsMixin):
         mode = current_mask_product_mode()
         if mode == MASK_PRODUCT_IDENTITY:
             return self.kernel
-        kernel = tf.convert_to_tensor(self.kernel)  # autocast inside call
-        mask = tf.cast(self.mask, kernel.dtype)
-        if mode == MASK_PRODUCT_STRAIGHT_THROUGH:
-            return _straight_through_product(kernel, mask)
-        return ops.multiply(kernel, mask)
+        kernel = ops.convert_to_tensor(self.kernel)  # autocast inside call
+        return mask_product(kernel, self.mask, mode)
 
     def set_mask(self, mask):
         """Sets the 0/1 mask and zeroes the pruned kernel entries."""
