@@ -32,3 +32,26 @@ def test_packing_summary_takes_the_ratio_and_agreement_rows():
     for line in ("| trials per hour, pack=16 / unpacked | 5.00 | >= 4.0 | yes |",
                  "- pack=16: 0 of 0", f"- {packing.CONTROL}: 0 of 0"):
         assert line in summary and line in text  # the same rows in both files
+
+
+def test_the_main_benchmark_traces_no_function_twice_in_a_burst():
+    """`python -m benchmarks` printed TensorFlow's "N out of the last M
+    calls ... triggered tf.function retracing" twice: every model's train
+    function was traced back to back before any was warmed up, and TF
+    counts the traces of all of them (one Python function) together. Each
+    is traced once; prepared and warmed up one model at a time, no warning.
+    A fresh process: TF warns at most twice per function per process."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("from benchmarks import run\n"
+            "times = run.measure(rounds=1, samples=1536, shape=(16, 8, 8, 4))\n"
+            "print(sorted(times[False]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "'masked+egf every=32'" in proc.stdout  # every variant timed
+    assert "retracing" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
