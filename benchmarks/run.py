@@ -19,17 +19,15 @@ import time
 
 import numpy as np
 
-from benchmarks.common import out_of_time, print_and_write, with_kept_sections
+from benchmarks.common import print_and_write, with_kept_sections
 
 RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS.md")
 EVERY = (1, 8, 16, 32)  # gradient_flow_every intervals measured
 MASKED_TARGET, TRACKING_TARGET = 1.05, 1.03
 
 
-def _models(keras, ke, jit, shape, every=EVERY, mixed=False):
-    """Returns {variant: compiled model} for one jit setting: plain,
-    masked, masked+egf at each interval of `every`, and with `mixed` the
-    masked model under the mixed_float16 policy too."""
+def _models(keras, ke, jit, shape):
+    """Returns {variant: compiled model} for one jit setting."""
     def compile_(m):
         m.compile(
             optimizer=keras.optimizers.Adam(1e-3),
@@ -51,17 +49,9 @@ def _models(keras, ke, jit, shape, every=EVERY, mixed=False):
         "plain": compile_(plain),
         "masked": compile_(mlp(True, track_gradient_flow=False)),
     }
-    for n in every:
-        models[f"masked+egf every={n}"] = compile_(
-            mlp(True, track_gradient_flow=True, gradient_flow_every=n))
-    if mixed:
-        previous = keras.mixed_precision.global_policy()
-        keras.mixed_precision.set_global_policy("mixed_float16")
-        try:  # compile wraps the optimizer in a LossScaleOptimizer
-            models["masked mixed_float16"] = compile_(
-                mlp(True, track_gradient_flow=False))
-        finally:
-            keras.mixed_precision.set_global_policy(previous)
+    for every in EVERY:
+        models[f"masked+egf every={every}"] = compile_(
+            mlp(True, track_gradient_flow=True, gradient_flow_every=every))
     return models
 
 
@@ -86,15 +76,8 @@ def _time_epoch(model, function, iterator, steps):
     return time.perf_counter() - start
 
 
-def measure(rounds=20, samples=8192, batch=128, shape=(784, 1024, 1024, 10),
-            every=EVERY, mixed=False, deadline=None):
-    """Returns {jit: {variant: [seconds per epoch per round]}}.
-
-    `every`: the gradient_flow_every intervals timed; `mixed`: also the
-    masked model under mixed_float16 (`_models`); `deadline`: a
-    time.perf_counter() time after which no round starts once one has run,
-    the time left shared equally by the jit modes still to run (fewer
-    rounds than `rounds` then)."""
+def measure(rounds=20, samples=8192, batch=128, shape=(784, 1024, 1024, 10)):
+    """Returns {jit: {variant: [seconds per epoch per round]}}."""
     import keras
     import tensorflow as tf
 
@@ -107,10 +90,8 @@ def measure(rounds=20, samples=8192, batch=128, shape=(784, 1024, 1024, 10),
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(
         batch, drop_remainder=True).cache().repeat()
     times = {}
-    for i, jit in enumerate((False, True)):
-        until = (None if deadline is None else time.perf_counter()
-                 + (deadline - time.perf_counter()) / (2 - i))
-        models = _models(keras, ke, jit, shape, every, mixed)
+    for jit in (False, True):
+        models = _models(keras, ke, jit, shape)
         functions, iterators = {}, {}
         for name, model in models.items():
             # Traced and warmed up one model at a time: TF counts the
@@ -122,10 +103,6 @@ def measure(rounds=20, samples=8192, batch=128, shape=(784, 1024, 1024, 10),
             _time_epoch(model, functions[name], iterators[name], steps)
         per = {name: [] for name in models}
         for r in range(rounds):
-            if r and out_of_time(until, sum(per[n][-1] for n in models)):
-                print(f"jit={jit}: time budget reached after {r} of {rounds} "
-                      "rounds", flush=True)
-                break
             order = list(models) if r % 2 == 0 else list(reversed(models))
             for name in order:
                 per[name].append(_time_epoch(models[name], functions[name],
@@ -161,8 +138,9 @@ def cheapest_interval(times):
     return None
 
 
-def cpu_name():
-    """The CPU's model name (/proc/cpuinfo), else platform's guess."""
+def _environment():
+    import keras
+    import tensorflow as tf
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -172,13 +150,7 @@ def cpu_name():
                     break
     except OSError:
         pass
-    return cpu
-
-
-def _environment():
-    import keras
-    import tensorflow as tf
-    return (f"CPU: {cpu_name()}; cores: {os.cpu_count()}; Python "
+    return (f"CPU: {cpu}; cores: {os.cpu_count()}; Python "
             f"{platform.python_version()}; TensorFlow {tf.__version__}; "
             f"Keras {keras.__version__}")
 
