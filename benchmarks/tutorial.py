@@ -443,24 +443,19 @@ def _sign_note(ours, theirs):
     def gap(key):
         return 100 * (ours["sizes"][key] / theirs["sizes"][key] - 1)
 
-    own = 100 * (1 - ours["sizes"]["pruned_tflite_positive_zeros"]
-                 / ours["sizes"]["pruned_tflite"])
     return (
-        "Both libraries zero a pruned weight as w * 0, which keeps the sign "
-        "of w: the zero may be stored as -0.0, a sign bit deflate has to "
-        "encode. keras-egf zeroes a weight once, when it prunes it, so its "
-        "zeros carry the signs of the pruned weights, a random pattern. "
-        "TFMOT multiplies the kernel variable by the mask at every call, "
-        "and the optimizer's steps still reach the pruned weights in "
-        "between, so its zeros carry the sign of the last step, a pattern "
-        "that deflate compresses better here. Zeros stored as -0.0: "
+        "A pruned weight's zero can be stored as -0.0 (a sign bit deflate "
+        "has to encode) or +0.0. keras-egf writes every pruned weight as "
+        "+0.0. TFMOT multiplies the kernel variable by the mask (w * 0 keeps "
+        "the sign of w) at every call, and the optimizer's steps still reach "
+        "the pruned weights in between, so its zeros carry the sign of the "
+        "last step. Zeros stored as -0.0: "
         f"keras-egf {zeros(ours)}; TFMOT {zeros(theirs)}. With every zero "
         "written as +0.0 (the diagnostic rows) the two libraries' pruned "
         f"files differ by {gap('pruned_h5_positive_zeros'):+.1f} % (.h5) and "
         f"{gap('pruned_tflite_positive_zeros'):+.1f} % (TFLite), against "
         f"{gap('pruned_h5'):+.1f} % and {gap('pruned_tflite'):+.1f} % as "
-        f"written; keras-egf's pruned TFLite file would be {own:.0f} % "
-        "smaller.")
+        "written (keras-egf / TFMOT - 1).")
 
 
 def main(argv=None):
