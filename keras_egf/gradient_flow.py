@@ -19,6 +19,8 @@ measures scaled by s: divide the four scalars, not the gradients.
 
 import tensorflow as tf
 
+from keras_egf import backend as backend_lib
+
 SUPPORTED_NORMS = (1, 2)
 GRADIENT_FLOW_METRICS = ("gf_1", "gf_2", "egf_1", "egf_2")
 
@@ -57,10 +59,8 @@ def masked_gradients(grads, masks):
 
 
 def _pth_power_sum(g, p):
-    g = _as_float(g)
-    if p == 1:
-        return tf.cast(tf.reduce_sum(tf.abs(g)), tf.float32)
-    return tf.cast(2.0 * tf.nn.l2_loss(g), tf.float32)  # fused sum(g**2)
+    """sum |g|^p as float32, by the backend's own reduction."""
+    return backend_lib.get().pth_power_sum(_as_float(g), p)
 
 
 def layer_norms(grads, p):

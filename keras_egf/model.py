@@ -33,10 +33,10 @@ a dense twin reports the same measures (EGF_1 == gf_1 / L there).
 import functools
 
 import keras
-import tensorflow as tf
 
+from keras_egf import backend as backend_lib
 from keras_egf import layers as layers_lib
-from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS, gradient_flow_measures
+from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
 
 _OPTIONS = ("track_gradient_flow", "mask_product", "gradient_flow_every",
             "source_model_class")
@@ -250,11 +250,7 @@ class MaskedModel(keras.Model):
             if self.distribute_strategy.num_replicas_in_sync > 1:
                 raise ValueError("Stored kernel gradients (dynamic sparse "
                                  "training) need a single replica.")
-            buffers = [tf.Variable(tf.zeros(layer.kernel.shape, layer.kernel.dtype),
-                                   trainable=False,
-                                   name=layer.name.replace("/", "_") + "_kernel_grad")
-                       if layers_lib.is_masked_layer(layer) else None
-                       for layer in self.prunable_layers()]
+            buffers = backend_lib.get().kernel_gradient_buffers(self)
             # Kept out of Keras/TF tracking: not weights of the model.
             object.__setattr__(self, "_kernel_gradient_buffers", buffers)
             self.make_train_function(force=True)
@@ -286,67 +282,8 @@ class MaskedModel(keras.Model):
         return self._train_step(data, measure=self.track_gradient_flow)
 
     def _train_step(self, data, measure, store=False):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            with layers_lib.effective_kernel_gradients(self._step_mask_product()):
-                y_pred = self(x, training=True)
-            loss = self._compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                training=True,
-            )
-            batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
-            self._loss_tracker.update_state(
-                _unscale_for_distribution(loss), sample_weight=batch_size
-            )
-            scale = loss_scale(self.optimizer, loss.dtype)
-            if scale is not None:
-                loss = self.optimizer.scale_loss(loss)
-
-        weights = self.trainable_weights
-        grads = tape.gradient(loss, weights)
-        # gradients are g (unmasked) for kernels: mask them for the optimizer.
-        index = {id(v): i for i, v in enumerate(weights)}
-        kernel_grads, masked, masks = [], [], []
-        for j, (kernel, mask) in enumerate(self.kernels_and_masks()):
-            i = index.get(id(kernel))
-            if i is None or grads[i] is None:
-                continue
-            if isinstance(grads[i], tf.IndexedSlices):  # embeddings
-                grads[i] = tf.convert_to_tensor(grads[i])
-            if store and self._kernel_gradient_buffers[j] is not None:
-                g = grads[i] if scale is None else grads[i] / tf.cast(scale, grads[i].dtype)
-                self._kernel_gradient_buffers[j].assign(g)
-            kernel_grads.append(grads[i])
-            if mask is not None:
-                grads[i] = grads[i] * tf.cast(mask, grads[i].dtype)
-            masked.append(grads[i])
-            masks.append(mask)
-        self.optimizer.apply_gradients(zip(grads, weights))
-        if measure and kernel_grads:
-            self._update_gradient_flow(kernel_grads, masked, masks, scale)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-
-    def _update_gradient_flow(self, kernel_grads, masked, masks, scale):
-        replica = tf.distribute.get_replica_context()
-        if replica is not None and replica.num_replicas_in_sync > 1:
-            # Each replica holds its share of the batch gradient (the loss
-            # is scaled by 1/replicas): the measures need the sum.
-            kernel_grads = replica.all_reduce(
-                tf.distribute.ReduceOp.SUM, kernel_grads)
-            masked = [g if m is None else g * tf.cast(m, g.dtype)
-                      for g, m in zip(kernel_grads, masks)]
-        values = gradient_flow_measures(kernel_grads, masked)
-        weight = None
-        if scale is not None:
-            values = {k: v / tf.cast(scale, v.dtype)
-                      for k, v in values.items()}
-            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                # An overflowing step is skipped by the optimizer: not a
-                # gradient training follows, so not counted.
-                weight = tf.cast(tf.math.is_finite(values["gf_1"]), tf.float32)
-        for name, value in values.items():
-            getattr(self, f"{name}_tracker").update_state(
-                value, sample_weight=weight)
+        return backend_lib.get().train_step(self, data, measure=measure,
+                                            store=store)
 
     def test_step(self, data):
         logs = super().test_step(data)
@@ -394,20 +331,10 @@ def _check_pruning_callback(model, callbacks):
         "strip_pruning the model first to train it dense).")
 
 
-def loss_scale(optimizer, dtype=tf.float32):
+def loss_scale(optimizer, dtype="float32"):
     """The factor `optimizer.scale_loss` multiplies the loss by, or None.
 
     (LossScaleOptimizer's dynamic scale, or an optimizer's
     `loss_scale_factor`.) Read before `apply_gradients`, which may change it.
     """
-    if optimizer is None:
-        return None
-    if not (isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-            or getattr(optimizer, "loss_scale_factor", None) is not None):
-        return None
-    return tf.identity(optimizer.scale_loss(tf.ones((), dtype)))
-
-
-def _unscale_for_distribution(loss):
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return loss * replicas if replicas > 1 else loss
+    return backend_lib.get().loss_scale(optimizer, dtype)

@@ -1,0 +1,33 @@
+"""What differs between Keras backends, one module per backend.
+
+`keras_egf.backend.tensorflow` and `keras_egf.backend.jax` each hold
+`MaskedModel`'s training step and the helpers that need the backend's own
+autodiff; everything else in keras-egf is written in `keras.ops`. `get()`
+returns the module of the backend Keras runs on (`keras.backend.backend()`,
+fixed per process by KERAS_BACKEND).
+"""
+
+import importlib
+
+import keras
+
+SUPPORTED_BACKENDS = ("tensorflow", "jax")
+
+
+def name():
+    """The Keras backend in use ("tensorflow", "jax", ...)."""
+    return keras.backend.backend()
+
+
+def get():
+    """The keras-egf module of the Keras backend in use; a
+    NotImplementedError naming it for the others."""
+    backend = name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise NotImplementedError(
+            f"keras-egf's training step and gradient helpers run on the "
+            f"Keras backends {SUPPORTED_BACKENDS}, not on {backend!r} "
+            f"(docs/backends.md has the plan). Received: "
+            f"keras.backend.backend()={backend!r}; set KERAS_BACKEND to "
+            "tensorflow or jax.")
+    return importlib.import_module(f"keras_egf.backend.{backend}")
