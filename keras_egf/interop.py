@@ -54,7 +54,8 @@ def from_tfmot(path, timeout=600):
     if importlib.util.find_spec("tensorflow_model_optimization") is None or \
             importlib.util.find_spec("tf_keras") is None:
         raise ImportError("from_tfmot needs tensorflow-model-optimization and "
-                          "tf-keras: pip install 'keras-egf[tfmot]'")
+                          "tf-keras: pip install -e '.[tfmot]' in a keras-egf "
+                          "checkout")
     if not os.path.exists(path):
         raise ValueError(f"path={path!r}: no such file")
     import keras
