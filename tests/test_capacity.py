@@ -72,8 +72,14 @@ def test_dense_equivalent_of_a_pair_is_exact():
 def test_dense_equivalent_reports_mismatch():
     model = ke.build_mlp((30,), [20, 20], 4, seed=0)
     ke.prune(model, 0.9, distribution="erk", seed=0)
-    twin = ke.dense_equivalent(model)
+    with pytest.warns(UserWarning, match="active sparse weights but its dense "
+                      "twin has") as record:
+        twin = ke.dense_equivalent(model)
     assert not twin.exact
+    assert [str(w.message) for w in record if "dense twin" in str(w.message)] == [
+        f"dense_equivalent: layer {r.name!r} has {r.sparse_active} active sparse "
+        f"weights but its dense twin has {r.dense_weights}."
+        for r in twin.report if not r.exact]
     counts = ke.active_weights(model)
     for row in twin.report:
         assert row.sparse_active == counts[row.name]
