@@ -22,6 +22,12 @@ def epoch_timer(keras):
     return EpochTimer()
 
 
+def out_of_time(deadline, last_round):
+    """Whether another round as long as the last (`last_round` seconds)
+    would end after `deadline`, a time.perf_counter() time (None: never)."""
+    return deadline is not None and time.perf_counter() + last_round > deadline
+
+
 def ratio_row(label, mode, numerators, denominators, target):
     """`| label | mode | median | min | max | <= target | met |` of the
     per-round ratios."""

@@ -27,17 +27,30 @@ TARGET = 4.0
 VALUES = ("kendall_tau", "kendall_p", "spearman_rho", "spearman_p")
 
 
-def _run(args, **env_extra):
+def _run(args, timeout=None, **env_extra):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env_extra)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - start, proc.stdout
 
 
 CONTROL = "unpacked, oneDNN off"
+
+
+def timed_sweep(grid, out, flags=(), timeout=None, **env):
+    """(wall seconds, points finished, whether it ended) of one
+    keras-egf-sweep process of `grid` into `out` with `flags`; stopped
+    after `timeout` seconds (it did not end: the points finished by then)."""
+    try:
+        seconds, _ = _run(["trainers.sweep", f"--grid={grid}", f"--output_dir={out}",
+                           *flags], timeout=timeout, **env)
+        ended = True
+    except subprocess.TimeoutExpired:
+        seconds, ended = timeout, False
+    return seconds, sum("results.json" in f for _, _, f in os.walk(out)), ended
 
 
 def _test_losses(sweep_dir):
@@ -62,9 +75,7 @@ def measure(grid, pack, work):
                               (f"pack={pack}", [f"--pack={pack}"], {}),
                               (CONTROL, [], {"TF_ENABLE_ONEDNN_OPTS": "0"})):
         out = os.path.join(work, label.replace(" ", "_").replace(",", ""))
-        seconds[label], _ = _run(["trainers.sweep", f"--grid={grid}",
-                                  f"--output_dir={out}", *flags], **env)
-        points[label] = sum("results.json" in f for _, _, f in os.walk(out))
+        seconds[label], points[label], _ = timed_sweep(grid, out, flags, **env)
         losses[label] = _test_losses(out)
         report_dir = out + "_report"
         _run(["trainers.report", f"--sweep_dir={out}", f"--output_dir={report_dir}"])

@@ -19,15 +19,17 @@ import time
 
 import numpy as np
 
-from benchmarks.common import print_and_write, with_kept_sections
+from benchmarks.common import out_of_time, print_and_write, with_kept_sections
 
 RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS.md")
 EVERY = (1, 8, 16, 32)  # gradient_flow_every intervals measured
 MASKED_TARGET, TRACKING_TARGET = 1.05, 1.03
 
 
-def _models(keras, ke, jit, shape):
-    """Returns {variant: compiled model} for one jit setting."""
+def _models(keras, ke, jit, shape, every=EVERY, mixed=False):
+    """Returns {variant: compiled model} for one jit setting: plain,
+    masked, masked+egf at each interval of `every`, and with `mixed` the
+    masked model under the mixed_float16 policy too."""
     def compile_(m):
         m.compile(
             optimizer=keras.optimizers.Adam(1e-3),
@@ -49,9 +51,17 @@ def _models(keras, ke, jit, shape):
         "plain": compile_(plain),
         "masked": compile_(mlp(True, track_gradient_flow=False)),
     }
-    for every in EVERY:
-        models[f"masked+egf every={every}"] = compile_(
-            mlp(True, track_gradient_flow=True, gradient_flow_every=every))
+    for n in every:
+        models[f"masked+egf every={n}"] = compile_(
+            mlp(True, track_gradient_flow=True, gradient_flow_every=n))
+    if mixed:
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        try:  # compile wraps the optimizer in a LossScaleOptimizer
+            models["masked mixed_float16"] = compile_(
+                mlp(True, track_gradient_flow=False))
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
     return models
 
 
@@ -76,8 +86,15 @@ def _time_epoch(model, function, iterator, steps):
     return time.perf_counter() - start
 
 
-def measure(rounds=20, samples=8192, batch=128, shape=(784, 1024, 1024, 10)):
-    """Returns {jit: {variant: [seconds per epoch per round]}}."""
+def measure(rounds=20, samples=8192, batch=128, shape=(784, 1024, 1024, 10),
+            every=EVERY, mixed=False, deadline=None):
+    """Returns {jit: {variant: [seconds per epoch per round]}}.
+
+    `every`: the gradient_flow_every intervals timed; `mixed`: also the
+    masked model under mixed_float16 (`_models`); `deadline`: a
+    time.perf_counter() time after which no round starts once one has run,
+    the time left shared equally by the jit modes still to run (fewer
+    rounds than `rounds` then)."""
     import keras
     import tensorflow as tf
 
@@ -90,8 +107,10 @@ def measure(rounds=20, samples=8192, batch=128, shape=(784, 1024, 1024, 10)):
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(
         batch, drop_remainder=True).cache().repeat()
     times = {}
-    for jit in (False, True):
-        models = _models(keras, ke, jit, shape)
+    for i, jit in enumerate((False, True)):
+        until = (None if deadline is None else time.perf_counter()
+                 + (deadline - time.perf_counter()) / (2 - i))
+        models = _models(keras, ke, jit, shape, every, mixed)
         functions, iterators = {}, {}
         for name, model in models.items():
             # Traced and warmed up one model at a time: TF counts the
@@ -103,6 +122,10 @@ def measure(rounds=20, samples=8192, batch=128, shape=(784, 1024, 1024, 10)):
             _time_epoch(model, functions[name], iterators[name], steps)
         per = {name: [] for name in models}
         for r in range(rounds):
+            if r and out_of_time(until, sum(per[n][-1] for n in models)):
+                print(f"jit={jit}: time budget reached after {r} of {rounds} "
+                      "rounds", flush=True)
+                break
             order = list(models) if r % 2 == 0 else list(reversed(models))
             for name in order:
                 per[name].append(_time_epoch(models[name], functions[name],
@@ -138,9 +161,8 @@ def cheapest_interval(times):
     return None
 
 
-def _environment():
-    import keras
-    import tensorflow as tf
+def cpu_name():
+    """The CPU's model name (/proc/cpuinfo), else platform's guess."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -150,7 +172,13 @@ def _environment():
                     break
     except OSError:
         pass
-    return (f"CPU: {cpu}; cores: {os.cpu_count()}; Python "
+    return cpu
+
+
+def _environment():
+    import keras
+    import tensorflow as tf
+    return (f"CPU: {cpu_name()}; cores: {os.cpu_count()}; Python "
             f"{platform.python_version()}; TensorFlow {tf.__version__}; "
             f"Keras {keras.__version__}")
 

@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from benchmarks.common import epoch_timer, print_and_write, ratio_row
+from benchmarks.common import epoch_timer, out_of_time, print_and_write, ratio_row
 
 RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS_TFMOT.md")
 SHAPE, SAMPLES, BATCH, SPARSITY = (784, 1024, 1024, 10), 8192, 128, 0.9
@@ -32,12 +32,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
+shape = %(shape)r
 rng = np.random.default_rng(0)
-x = rng.random((%(samples)d, 784), dtype=np.float32); y = rng.integers(0, 10, %(samples)d)
+x = rng.random((%(samples)d, shape[0]), dtype=np.float32)
+y = rng.integers(0, shape[-1], %(samples)d)
 ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(%(batch)d).cache()
-base = tf.keras.Sequential([tf.keras.Input((784,)),
-    tf.keras.layers.Dense(1024, activation="relu"),
-    tf.keras.layers.Dense(1024, activation="relu"), tf.keras.layers.Dense(10)])
+base = tf.keras.Sequential([tf.keras.Input((shape[0],))]
+    + [tf.keras.layers.Dense(n, activation="relu") for n in shape[1:-1]]
+    + [tf.keras.layers.Dense(shape[-1])])
 model = tfmot.sparsity.keras.prune_low_magnitude(
     base, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(%(sparsity)s, 0, frequency=100))
 model.compile(tf.keras.optimizers.Adam(1e-3),
@@ -60,17 +62,19 @@ for line in sys.stdin:
 """
 
 
-def _keras_egf_models(jit):
+def _keras_egf_models(jit, shape=SHAPE, variants=None):
+    """{variant: (compiled model, callbacks)}: "gradual", "fixed" and
+    "fixed float32-mask", or those of them named in `variants`."""
     import keras
 
     import keras_egf as ke
     from keras_egf import pruning
 
     def base():
-        return keras.Sequential([keras.Input((784,)),
-                                 keras.layers.Dense(1024, activation="relu"),
-                                 keras.layers.Dense(1024, activation="relu"),
-                                 keras.layers.Dense(10)])
+        return keras.Sequential(
+            [keras.Input((shape[0],))]
+            + [keras.layers.Dense(n, activation="relu") for n in shape[1:-1]]
+            + [keras.layers.Dense(shape[-1])])
 
     def compiled(model):
         model.compile(keras.optimizers.Adam(1e-3),
@@ -78,15 +82,20 @@ def _keras_egf_models(jit):
                       jit_compile=jit)
         return model
 
-    gradual = compiled(ke.prune_low_magnitude(
-        base(), pruning.ConstantSparsity(SPARSITY, 0, frequency=100)))
+    def gradual():
+        return compiled(ke.prune_low_magnitude(
+            base(), pruning.ConstantSparsity(SPARSITY, 0, frequency=100))), [
+                pruning.UpdatePruningStep()]
+
     def fixed(mask_dtype):
         model = ke.prune_low_magnitude(base(), mask_dtype=mask_dtype)
         ke.prune(model, SPARSITY, method="magnitude")
         return compiled(model), []
 
-    return {"gradual": (gradual, [pruning.UpdatePruningStep()]),
-            "fixed": fixed("int8"), "fixed float32-mask": fixed("float32")}
+    builders = {"gradual": gradual, "fixed": lambda: fixed("int8"),
+                "fixed float32-mask": lambda: fixed("float32")}
+    return {name: build() for name, build in builders.items()
+            if variants is None or name in variants}
 
 
 def _epoch(model, dataset, callbacks):
@@ -108,26 +117,37 @@ def mask_ratio(model):
     return float(mask / kernel)
 
 
-def measure(rounds):
+def measure(rounds, samples=SAMPLES, batch=BATCH, shape=SHAPE, variants=None,
+            deadline=None):
+    """({"tfmot" or "<variant> jit=<jit>": [seconds per epoch per round]},
+    mask bytes / kernel bytes). `variants`: keras-egf's (`_keras_egf_models`;
+    "gradual" always); `deadline`: a time.perf_counter() time after which
+    no round starts once one has run."""
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    x = rng.random((SAMPLES, 784), dtype=np.float32)
-    y = rng.integers(0, 10, SAMPLES)
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).cache()
+    x = rng.random((samples, shape[0]), dtype=np.float32)
+    y = rng.integers(0, shape[-1], samples)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache()
     worker = subprocess.Popen(
-        [sys.executable, "-c", _TFMOT_WORKER % {"samples": SAMPLES, "batch": BATCH,
-                                                "sparsity": SPARSITY}],
+        [sys.executable, "-c", _TFMOT_WORKER % {"samples": samples, "batch": batch,
+                                                "sparsity": SPARSITY,
+                                                "shape": tuple(shape)}],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3"))
-    assert worker.stdout.readline().strip() == "ready"
-    models = {jit: _keras_egf_models(jit) for jit in (False, True)}
-    for jit, variants in models.items():  # warm-up
-        for model, callbacks in variants.values():
-            _epoch(model, dataset, callbacks)
-    times = {"tfmot": [], **{f"{n} jit={j}": [] for j in models for n in models[j]}}
+    if variants is not None:
+        variants = {"gradual", *variants}
     try:
+        models = {jit: _keras_egf_models(jit, shape, variants) for jit in (False, True)}
+        for built in models.values():  # warm-up, while the worker starts
+            for model, callbacks in built.values():
+                _epoch(model, dataset, callbacks)
+        assert worker.stdout.readline().strip() == "ready"
+        times = {"tfmot": [], **{f"{n} jit={j}": [] for j in models for n in models[j]}}
         for r in range(rounds):
+            if r and out_of_time(deadline, sum(v[-1] for v in times.values())):
+                print(f"time budget reached after {r} of {rounds} rounds", flush=True)
+                break
             worker.stdin.write("epoch\n")
             worker.stdin.flush()
             times["tfmot"].append(json.loads(worker.stdout.readline()))

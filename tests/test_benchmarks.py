@@ -55,3 +55,39 @@ def test_the_main_benchmark_traces_no_function_twice_in_a_burst():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "'masked+egf every=32'" in proc.stdout  # every variant timed
     assert "retracing" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
+
+
+def test_device_benchmark_quick_mode_has_every_ratio(tmp_path):
+    """`python -m benchmarks.device --quick`, the CPU run of the GPU
+    benchmark (tiny sizes, 2 rounds, K = 2, 4): its file names the mode and
+    the device and has every ratio row, each a finite positive value (the
+    TFMOT rows where TFMOT is installed)."""
+    import importlib.util
+    import math
+
+    from benchmarks import device
+
+    path = tmp_path / "RESULTS_DEVICE.md"
+    text = device.main(["--quick", "--output", str(path)])
+    assert path.read_text() == text
+    lines = text.splitlines()
+    assert "Mode: quick" in text
+    assert [line for line in lines if line.startswith("Device: ")][0].split(": ")[1] in (
+        "GPU", "CPU")
+    rows = {}
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 7:
+            rows[cells[0], cells[2]] = cells[3]
+    jits = ("jit=False", "jit=True")
+    expected = [(label, jit) for label in ("masked / plain", "measured / unmeasured",
+                                           "mixed_float16 / float32") for jit in jits]
+    expected += [("packed / unpacked", "K=2"), ("packed / unpacked", "K=4")]
+    tfmot = [("keras-egf / TFMOT", f"{jit} (keras-egf)") for jit in jits]
+    if importlib.util.find_spec("tensorflow_model_optimization"):
+        expected += tfmot
+    else:
+        assert all(rows[key] == "–" for key in tfmot)
+    for key in expected:
+        value = float(rows[key])
+        assert math.isfinite(value) and value > 0, (key, value)
