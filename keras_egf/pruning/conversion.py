@@ -179,7 +179,8 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=None,
     if isinstance(to_prune, keras.layers.Layer) and not isinstance(
             to_prune, keras.Model):
         return _prune_layer(to_prune, params)
-    return _prune_model(to_prune, params, exclude, pruning_policy)
+    return _prune_model(to_prune, params, exclude, pruning_policy,
+                        "prune_low_magnitude")
 
 
 def masked_copy(model):
@@ -188,10 +189,10 @@ def masked_copy(model):
     params = {"pruning_schedule": None, "block_size": None,
               "block_pooling_type": None, "sparsity_m_by_n": None,
               "mask_dtype": None}
-    return _prune_model(model, params, (), None)
+    return _prune_model(model, params, (), None, "prune")
 
 
-def _prune_model(to_prune, params, exclude, pruning_policy):
+def _prune_model(to_prune, params, exclude, pruning_policy, caller):
     model = _check_model(to_prune, "prune_low_magnitude")
     exclude = {exclude} if isinstance(exclude, str) else set(exclude or ())
     names = {l.name for l in layers_lib.model_layers(model)}
@@ -214,7 +215,7 @@ def _prune_model(to_prune, params, exclude, pruning_policy):
         return _rebuild(layer, masking.masked_class(type(layer)), options)
 
     clone = _clone(model, convert)
-    masking.warn_left_dense(model, left_dense, "prune_low_magnitude")
+    masking.warn_left_dense(model, left_dense, caller)
     if isinstance(clone, keras.Sequential) and not _has_inputs(clone):
         # An unbuilt Sequential (no Input yet) stays one, as in TFMOT: its
         # masked layers train as they are; MaskedModel.wrap(model) once
