@@ -69,6 +69,7 @@ def _keras_egf_models(jit, shape=SHAPE, variants=None):
 
     import keras_egf as ke
     from keras_egf import pruning
+    from keras_egf.pruning.conversion import masked_copy
 
     def base():
         return keras.Sequential(
@@ -88,7 +89,8 @@ def _keras_egf_models(jit, shape=SHAPE, variants=None):
                 pruning.UpdatePruningStep()]
 
     def fixed(mask_dtype):
-        model = ke.prune_low_magnitude(base(), mask_dtype=mask_dtype)
+        # Masks fixed from scratch: no schedule, so no UpdatePruningStep.
+        model = masked_copy(base(), mask_dtype=mask_dtype)
         ke.prune(model, SPARSITY, method="magnitude")
         return compiled(model), []
 

@@ -183,12 +183,12 @@ def prune_low_magnitude(to_prune, pruning_schedule=None, block_size=None,
                         "prune_low_magnitude")
 
 
-def masked_copy(model):
+def masked_copy(model, mask_dtype=None):
     """`model` with every prunable layer masked (all ones) and no pruning
     schedule: what pruning from scratch (`keras_egf.prune`) starts from."""
     params = {"pruning_schedule": None, "block_size": None,
               "block_pooling_type": None, "sparsity_m_by_n": None,
-              "mask_dtype": None}
+              "mask_dtype": mask_dtype}
     return _prune_model(model, params, (), None, "prune")
 
 
