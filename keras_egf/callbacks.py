@@ -6,7 +6,9 @@ import math
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
+from keras_egf import backend as backend_lib
 from keras_egf import layers as layers_lib
 from keras_egf import model as model_lib
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS as MEASURES
@@ -78,30 +80,32 @@ def objective_kernel_gradients(model, x, y, sample_weight=None):
         raise ValueError(
             f"Gradient flow needs trainable kernels; layers {frozen} of model "
             f"{model.name!r} are frozen (trainable=False).")
-    values = [tf.identity(v.value) for v in trainable]
-    state = [(v, tf.identity(v.value)) for v in
-             list(model.non_trainable_variables) + list(model.metrics_variables)]
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    scale = model_lib.loss_scale(getattr(model, "optimizer", None), tf.float32)
+    kernels = [l.kernel for l in layers]
+    kernel_ids = {id(k) for k in kernels}
+    state = [(v, ops.copy(v.value)) for v in
+             [v for v in trainable if id(v) not in kernel_ids]
+             + list(model.non_trainable_variables)
+             + list(model.metrics_variables)]
+    backend = backend_lib.get()
+    replicas = backend.replicas()
+    scale = model_lib.loss_scale(getattr(model, "optimizer", None), "float32")
     scale = 1.0 if scale is None else float(scale)
+
+    def objective():
+        with layers_lib.effective_kernel_gradients(
+                layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH):
+            y_pred = model(x, training=True)
+        loss = model._compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+            training=True)
+        # Keras divides losses by the replica count under tf.distribute.
+        return ops.cast(loss, "float32") * float(replicas) * scale
+
     while True:
-        with tf.GradientTape() as tape:
-            tape.watch(values)
-            with keras.StatelessScope(
-                    state_mapping=list(zip(trainable, values)) + state,
-                    collect_losses=True):
-                with layers_lib.effective_kernel_gradients(
-                        layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH):
-                    y_pred = model(x, training=True)
-                loss = model._compute_loss(
-                    x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                    training=True)
-            # Keras divides losses by the replica count under tf.distribute.
-            loss = tf.cast(loss, tf.float32) * float(replicas) * scale
-        grads = tape.gradient(loss, [values[index[id(l.kernel)]] for l in layers])
-        grads = [tf.cast(g, tf.float32) / scale for g in grads]
-        finite = all(bool(tf.reduce_all(tf.math.is_finite(g))) for g in grads)
-        if finite or scale <= 1.0 or not tf.math.is_finite(loss / scale):
+        loss, grads = backend.gradients(objective, kernels, state)
+        grads = [ops.cast(g, "float32") / scale for g in grads]
+        finite = all(bool(ops.all(ops.isfinite(g))) for g in grads)
+        if finite or scale <= 1.0 or not bool(ops.isfinite(loss / scale)):
             return grads
         scale /= 2.0  # float16 overflow under this scale: retry, as the
         # loss-scaling optimizer would.
@@ -136,23 +140,14 @@ def gradient_flow_on_batches(model, batches):
     layers = measured_layers(model, "gradient_flow_on_batches")
     masks = [l.mask if layers_lib.is_masked_layer(l) else None for l in layers]
     batches = as_batches(batches)
-    total = sum(int(tf.shape(tf.nest.flatten(b[0])[0])[0]) for b in batches)
-    strategy = tf.distribute.get_strategy()
+    total = sum(_batch_size(b[0]) for b in batches)
     accumulated = None
     for batch in batches:
         x, y = batch[0], batch[1]
         sample_weight = batch[2] if len(batch) > 2 else None
-        if (strategy.num_replicas_in_sync > 1
-                and tf.distribute.in_cross_replica_context()):
-            # Mirrored variables are read inside a replica: every replica
-            # computes the whole fixed batch; replica 0's result is kept.
-            per_replica = strategy.run(objective_kernel_gradients,
-                                       args=(model, x, y, sample_weight))
-            grads = [strategy.experimental_local_results(g)[0]
-                     for g in per_replica]
-        else:
-            grads = objective_kernel_gradients(model, x, y, sample_weight)
-        weight = float(tf.shape(tf.nest.flatten(x)[0])[0]) / total
+        grads = backend_lib.get().on_one_replica(
+            objective_kernel_gradients, model, x, y, sample_weight)
+        weight = float(_batch_size(x)) / total
         weighted = [weight * g for g in grads]
         accumulated = weighted if accumulated is None else [
             a + g for a, g in zip(accumulated, weighted)]
@@ -161,9 +156,13 @@ def gradient_flow_on_batches(model, batches):
     result = {m: float(values[m]) for m in MEASURES}
     result["layers"] = {
         l.name: {"egf_1": float(a), "egf_2": float(b)}
-        for l, a, b in zip(layers, values["layers_egf_1"].numpy(),
-                           values["layers_egf_2"].numpy())}
+        for l, a, b in zip(layers, ops.convert_to_numpy(values["layers_egf_1"]),
+                           ops.convert_to_numpy(values["layers_egf_2"]))}
     return result
+
+
+def _batch_size(x):
+    return int(keras.tree.flatten(x)[0].shape[0])
 
 
 DEFAULT_NUM_POINTS = 11

@@ -17,7 +17,10 @@ degree one in the gradients, so a loss scaled by s (mixed precision) gives
 measures scaled by s: divide the four scalars, not the gradients.
 """
 
-import tensorflow as tf
+import functools
+
+import keras
+from keras import ops
 
 from keras_egf import backend as backend_lib
 
@@ -44,8 +47,8 @@ def _check_grads(grads, masks=None):
 
 
 def _as_float(t):
-    t = tf.convert_to_tensor(t)
-    return t if t.dtype.is_floating else tf.cast(t, tf.float32)
+    t = backend_lib.get().as_tensor(t)
+    return t if keras.backend.is_float_dtype(t.dtype) else ops.cast(t, "float32")
 
 
 def masked_gradients(grads, masks):
@@ -54,7 +57,7 @@ def masked_gradients(grads, masks):
     out = []
     for g, m in zip(grads, masks):
         g = _as_float(g)
-        out.append(g if m is None else g * tf.cast(m, g.dtype))
+        out.append(g if m is None else g * ops.cast(m, g.dtype))
     return out
 
 
@@ -67,16 +70,17 @@ def layer_norms(grads, p):
     """Returns a vector of the per-layer norms ||g_l||_p."""
     _check_p(p)
     _check_grads(grads)
-    norms = tf.stack([_pth_power_sum(g, p) for g in grads])
-    return norms if p == 1 else tf.sqrt(norms)
+    norms = ops.stack([_pth_power_sum(g, p) for g in grads])
+    return norms if p == 1 else ops.sqrt(norms)
 
 
 def gradient_flow(grads, p=2):
     """Plain gradient flow ||concat(grads)||_p, pruned positions included."""
     _check_p(p)
     _check_grads(grads)
-    total = tf.add_n([_pth_power_sum(g, p) for g in grads])
-    return total if p == 1 else tf.sqrt(total)
+    # Left to right, as tf.add_n adds.
+    total = functools.reduce(ops.add, [_pth_power_sum(g, p) for g in grads])
+    return total if p == 1 else ops.sqrt(total)
 
 
 def effective_gradient_flow(grads, masks=None, p=2):
@@ -85,7 +89,7 @@ def effective_gradient_flow(grads, masks=None, p=2):
     _check_grads(grads, masks)
     if masks is not None:
         grads = masked_gradients(grads, masks)
-    return tf.reduce_mean(layer_norms(grads, p))
+    return ops.mean(layer_norms(grads, p))
 
 
 def gradient_flow_measures(grads, masked_grads, per_layer=False):
@@ -108,8 +112,8 @@ def gradient_flow_measures(grads, masked_grads, per_layer=False):
     measures = {
         "gf_1": gradient_flow(grads, 1),
         "gf_2": gradient_flow(grads, 2),
-        "egf_1": tf.reduce_mean(layers_1),
-        "egf_2": tf.reduce_mean(layers_2),
+        "egf_1": ops.mean(layers_1),
+        "egf_2": ops.mean(layers_2),
     }
     if per_layer:
         measures.update(layers_egf_1=layers_1, layers_egf_2=layers_2)

@@ -230,15 +230,16 @@ class MaskedModel(keras.Model):
                 if store:
                     fn = functools.partial(self._train_step, measure=measure,
                                            store=True)
-                steps[measure, store] = self._make_function(fn)
+                steps[measure, store] = backend_lib.get().make_step_function(
+                    self, fn, store)
             return steps[measure, store]
 
-        def function(iterator):
+        def function(*args):  # (iterator), or (state, iterator) on JAX
             measure = (self.track_gradient_flow
                        and self._calls_since_reset % every == 0)
             self._calls_since_reset += 1
             store, self._store_kernel_gradients = self._store_kernel_gradients, False
-            return step(measure, store)(iterator)
+            return step(measure, store)(*args)
 
         self.train_function = function
         return function
@@ -247,7 +248,8 @@ class MaskedModel(keras.Model):
         """Makes room for `request_kernel_gradients`: one buffer the size of
         each masked kernel (not a model weight: not saved, not trained)."""
         if self._kernel_gradient_buffers is None:
-            if self.distribute_strategy.num_replicas_in_sync > 1:
+            strategy = getattr(self, "distribute_strategy", None)  # TF only
+            if strategy is not None and strategy.num_replicas_in_sync > 1:
                 raise ValueError("Stored kernel gradients (dynamic sparse "
                                  "training) need a single replica.")
             buffers = backend_lib.get().kernel_gradient_buffers(self)
@@ -266,7 +268,7 @@ class MaskedModel(keras.Model):
 
     def stored_kernel_gradients(self):
         """{masked layer name: g (NumPy)} of the last storing step."""
-        return {layer.name: buffer.numpy() for layer, buffer in
+        return {layer.name: keras.ops.convert_to_numpy(buffer) for layer, buffer in
                 zip(self.prunable_layers(), self._kernel_gradient_buffers)
                 if buffer is not None}
 
@@ -274,24 +276,32 @@ class MaskedModel(keras.Model):
         super().reset_metrics()
         self._calls_since_reset = 0
 
-    def _train_step_unmeasured(self, data):
-        return self._train_step(data, measure=False)
+    def _train_step_unmeasured(self, *args):
+        return self._train_step(*args, measure=False)
 
-    def train_step(self, data):
-        """One training step; measures gf/EGF when tracking is on."""
-        return self._train_step(data, measure=self.track_gradient_flow)
+    def train_step(self, *args):
+        """One training step; measures gf/EGF when tracking is on. Takes
+        what Keras's step takes on the backend: `(data)` on TensorFlow,
+        `(state, data)` on JAX (and returns `(logs, state)` there)."""
+        return self._train_step(*args, measure=self.track_gradient_flow)
 
-    def _train_step(self, data, measure, store=False):
-        return backend_lib.get().train_step(self, data, measure=measure,
+    def _train_step(self, *args, measure, store=False):
+        return backend_lib.get().train_step(self, *args, measure=measure,
                                             store=store)
 
-    def test_step(self, data):
-        logs = super().test_step(data)
-        return {k: v for k, v in logs.items() if k not in GRADIENT_FLOW_METRICS}
+    def test_step(self, *args):
+        result = super().test_step(*args)
+        if isinstance(result, tuple):  # JAX: (logs, state)
+            return _without_measures(result[0]), result[1]
+        return _without_measures(result)
 
 
 # Legacy .h5 files name classes without their package.
 keras.saving.get_custom_objects()["MaskedModel"] = MaskedModel
+
+
+def _without_measures(logs):
+    return {k: v for k, v in logs.items() if k not in GRADIENT_FLOW_METRICS}
 
 
 def model_structure(model):

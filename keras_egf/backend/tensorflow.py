@@ -17,6 +17,8 @@ import tensorflow as tf
 from keras_egf import layers as layers_lib
 from keras_egf.gradient_flow import gradient_flow_measures
 
+WIDEST_FLOAT = "float64"  # SynFlow's sum
+
 
 def train_step(model, data, measure, store=False):
     """MaskedModel's training step on TensorFlow (one tf.GradientTape);
@@ -122,3 +124,72 @@ def pth_power_sum(g, p):
     if p == 1:
         return tf.cast(tf.reduce_sum(tf.abs(g)), tf.float32)
     return tf.cast(2.0 * tf.nn.l2_loss(g), tf.float32)  # fused sum(g**2)
+
+
+def as_tensor(g):
+    """`g` as a dense tensor (an embedding's tf.IndexedSlices gradient
+    densified)."""
+    return tf.convert_to_tensor(g)
+
+
+def make_step_function(model, step, store=False):
+    """Keras's train function around `step(data)`: a tf.function (XLA
+    under jit_compile); a storing step writes its buffers itself."""
+    return model._make_function(step)
+
+
+def replicas():
+    """Replicas a loss is divided over (tf.distribute)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _dense(g, variable):
+    return tf.zeros_like(variable.value) if g is None else tf.convert_to_tensor(g)
+
+
+def gradients(fn, variables, state=()):
+    """(fn(), d fn() / d variables), dense: `fn` runs in a
+    keras.StatelessScope mapping `variables` to copies of their values
+    (and the (variable, value) pairs of `state`), so nothing it assigns
+    reaches the model."""
+    values = [tf.identity(v.value) for v in variables]
+    with tf.GradientTape() as tape:
+        tape.watch(values)
+        with keras.StatelessScope(
+                state_mapping=list(zip(variables, values)) + list(state),
+                collect_losses=True):
+            value = fn()
+    grads = tape.gradient(value, values)
+    return value, [_dense(g, v) for g, v in zip(grads, variables)]
+
+
+def hessian_vector_product(fn, variables, vectors):
+    """H v for the Hessian H of fn() with respect to `variables` and the
+    vectors v (one per variable): the gradient of sum(grad(fn) * v), by
+    double backpropagation."""
+    values = [tf.identity(v.value) for v in variables]
+    with tf.GradientTape() as outer:
+        outer.watch(values)
+        with tf.GradientTape() as inner:
+            inner.watch(values)
+            with keras.StatelessScope(
+                    state_mapping=list(zip(variables, values)),
+                    collect_losses=True):
+                value = fn()
+        grads = [_dense(g, v) for g, v in
+                 zip(inner.gradient(value, values), variables)]
+        z = tf.add_n([tf.reduce_sum(g * s) for g, s in zip(grads, vectors)])
+    return [_dense(h, v) for h, v in
+            zip(outer.gradient(z, values), variables)]
+
+
+def on_one_replica(fn, *args):
+    """fn(*args); under a tf.distribute strategy with several replicas, in
+    cross-replica context, every replica computes it (mirrored variables
+    are read inside a replica) and replica 0's result (a list) is kept."""
+    strategy = tf.distribute.get_strategy()
+    if (strategy.num_replicas_in_sync > 1
+            and tf.distribute.in_cross_replica_context()):
+        per_replica = strategy.run(fn, args=args)
+        return [strategy.experimental_local_results(g)[0] for g in per_replica]
+    return fn(*args)

@@ -25,8 +25,9 @@ loss `loss` (default: sparse categorical cross-entropy on logits).
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_egf import backend as backend_lib
 from keras_egf import layers as layers_lib
 from keras_egf.pruning.masks import masked_layers
 
@@ -65,19 +66,28 @@ def effective_kernel_loss_gradients(model, batches, loss=None, temperature=1.0):
     kernels = [l.kernel for l in layers]
     total = [np.zeros(tuple(k.shape)) for k in kernels]
     for x, y, *_ in batches:
-        with tf.GradientTape() as tape:
-            with layers_lib.effective_kernel_gradients(
-                    layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH):
-                out = _single(model(x, training=False), "outputs", model)
-            value = loss(_single(y, "targets", model), out / temperature)
-        for i, g in enumerate(tape.gradient(value, kernels)):
-            total[i] += tf.convert_to_tensor(g).numpy().astype(np.float64)
+        _, grads = backend_lib.get().gradients(
+            _loss_function(model, x, y, loss, temperature), kernels)
+        for i, g in enumerate(grads):
+            total[i] += ops.convert_to_numpy(g).astype(np.float64)
     return {l.name: g for l, g in zip(layers, total)}
+
+
+def _loss_function(model, x, y, loss, temperature):
+    """The loss of `model` (inference mode, effective-kernel gradients) on
+    one batch, as a function of nothing."""
+    def value():
+        with layers_lib.effective_kernel_gradients(
+                layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH):
+            out = _single(model(x, training=False), "outputs", model)
+        return loss(_single(y, "targets", model), out / temperature)
+
+    return value
 
 
 def _single(value, what, model):
     """The one tensor of a single-output structure (a dict or list of one)."""
-    flat = tf.nest.flatten(value)
+    flat = keras.tree.flatten(value)
     if len(flat) != 1:
         raise ValueError(
             f"Data-driven pruning scores a single-output model; model "
@@ -103,20 +113,14 @@ def grasp_scores(model, batches=None, seed=None, loss=None, temperature=200.0,
     layers = masked_layers(model)
     kernels = [l.kernel for l in layers]
     stopped = effective_kernel_loss_gradients(model, batches, loss, temperature)
-    stopped = [tf.constant(stopped[l.name], dtype=k.dtype)
+    stopped = [ops.convert_to_tensor(stopped[l.name], dtype=k.dtype)
                for l, k in zip(layers, kernels)]
     hg = [np.zeros(tuple(k.shape)) for k in kernels]
     for x, y, *_ in batches:
-        with tf.GradientTape() as outer:
-            with tf.GradientTape() as inner:
-                with layers_lib.effective_kernel_gradients(
-                        layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH):
-                    out = _single(model(x, training=False), "outputs", model)
-                value = loss(_single(y, "targets", model), out / temperature)
-            grads = inner.gradient(value, kernels)
-            z = tf.add_n([tf.reduce_sum(g * s) for g, s in zip(grads, stopped)])
-        for i, h in enumerate(outer.gradient(z, kernels)):
-            hg[i] += h.numpy().astype(np.float64)
+        hvp = backend_lib.get().hessian_vector_product(
+            _loss_function(model, x, y, loss, temperature), kernels, stopped)
+        for i, h in enumerate(hvp):
+            hg[i] += ops.convert_to_numpy(h).astype(np.float64)
     return {l.name: _effective(l) * h for l, h in zip(layers, hg)}
 
 
@@ -129,13 +133,16 @@ def synflow_scores(model, batches=None, seed=None, **_):
     try:
         for w, value in zip(model.trainable_weights, saved):
             w.assign(np.abs(value))
-        ones = [tf.ones((1, *tuple(i.shape[1:])), dtype=i.dtype or "float32")
+        ones = [ops.ones((1, *tuple(i.shape[1:])), dtype=i.dtype or "float32")
                 for i in model.inputs]
-        with tf.GradientTape() as tape:
+
+        def r():
             out = model(ones if len(ones) > 1 else ones[0], training=False)
-            r = tf.reduce_sum(tf.cast(out, tf.float64))
-        grads = tape.gradient(r, kernels)
-        scores = {l.name: np.abs(g.numpy().astype(np.float64) * _effective(l))
+            return ops.sum(ops.cast(out, backend_lib.get().WIDEST_FLOAT))
+
+        _, grads = backend_lib.get().gradients(r, kernels)
+        scores = {l.name: np.abs(ops.convert_to_numpy(g).astype(np.float64)
+                                 * _effective(l))
                   for l, g in zip(layers, grads)}
     finally:
         for w, value in zip(model.trainable_weights, saved):

@@ -1,0 +1,203 @@
+"""keras-egf on Keras's JAX backend: what needs JAX itself.
+
+The same functions as `keras_egf.backend.tensorflow`:
+- `train_step(model, state, data, measure, store)`: `MaskedModel`'s
+  training step, built like Keras's own (keras/src/backend/jax/trainer.py):
+  stateless, state = (trainable, non-trainable, optimizer, metrics
+  variables). One `jax.value_and_grad` gives the gradients with respect to
+  every trainable variable, kernels included, which the masked layers' mask
+  product (straight-through, or the kernel as is) makes the effective-kernel
+  gradients g_l; they are masked for the optimizer, and the four measures
+  come from the same gradients. `test_step` is Keras's own.
+- `make_step_function`: jits a step as Keras does; a storing step's kernel
+  gradients go to `model._kernel_gradient_buffers` (RigL);
+- `gradients`, `hessian_vector_product`: one gradient helper for the EGF
+  callback and the pruning scores;
+- `loss_scale`, `replicas`, `pth_power_sum`, `as_tensor`.
+"""
+
+import jax
+import keras
+from keras import ops
+
+from keras_egf import layers as layers_lib
+from keras_egf.gradient_flow import gradient_flow_measures
+
+# float64 only where JAX allows it (jax_enable_x64; off by default).
+WIDEST_FLOAT = "float64" if jax.config.jax_enable_x64 else "float32"
+
+
+def _index(variables):
+    return {id(v): i for i, v in enumerate(variables)}
+
+
+def train_step(model, state, data, measure, store=False):
+    """One training step (Keras's JAX signature): returns (logs, state), or
+    ((logs, stored kernel gradients), state) when `store`."""
+    trainable, non_trainable, optimizer_variables, metrics_variables = state
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    mode = model._step_mask_product()
+
+    def objective(trainable):
+        with layers_lib.effective_kernel_gradients(mode):
+            return model.compute_loss_and_updates(
+                trainable, non_trainable, metrics_variables, x, y,
+                sample_weight, training=True,
+                optimizer_variables=optimizer_variables)
+
+    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(trainable)
+    unscaled_loss, y_pred, new_non_trainable, metrics_variables = aux
+    with keras.StatelessScope(state_mapping=list(
+            zip(model.optimizer.variables, optimizer_variables))):
+        scale = loss_scale(model.optimizer, loss.dtype)
+
+    # gradients are g (unmasked) for kernels: mask them for the optimizer.
+    grads = list(grads)
+    trainable_index = _index(model.trainable_variables)
+    mask_index = _index(model.non_trainable_variables)
+    kernel_grads, masked, stored = [], [], []
+    buffers = model._kernel_gradient_buffers if store else None
+    for j, (kernel, mask) in enumerate(model.kernels_and_masks()):
+        i = trainable_index.get(id(kernel))
+        if i is None:  # a frozen kernel
+            continue
+        g = grads[i]
+        if store and buffers[j] is not None:
+            stored.append(g if scale is None else g / ops.cast(scale, g.dtype))
+        kernel_grads.append(g)
+        if mask is not None:
+            mask_value = non_trainable[mask_index[id(mask)]]
+            grads[i] = g * ops.cast(mask_value, g.dtype)
+        masked.append(grads[i])
+    trainable, optimizer_variables = model.optimizer.stateless_apply(
+        optimizer_variables, grads, trainable)
+
+    with keras.StatelessScope(state_mapping=list(
+            zip(model.metrics_variables, metrics_variables))) as scope:
+        batch_size = next(i for i in keras.tree.flatten(x)
+                          if i is not None).shape[0]
+        model._loss_tracker.update_state(unscaled_loss,
+                                         sample_weight=batch_size)
+        if measure and kernel_grads:
+            update_gradient_flow(model, kernel_grads, masked, scale)
+        logs = model.compute_metrics(x, y, y_pred, sample_weight)
+    metrics_variables = [_current(scope, v) for v in model.metrics_variables]
+    state = (trainable, new_non_trainable, optimizer_variables,
+             metrics_variables)
+    return ((logs, stored) if store else logs), state
+
+
+def _current(scope, variable):
+    value = scope.get_current_value(variable)
+    return variable.value if value is None else value
+
+
+def update_gradient_flow(model, kernel_grads, masked, scale):
+    """Updates `model`'s gf/EGF trackers from one step's gradients (inside
+    the step's StatelessScope over the metrics variables)."""
+    values = gradient_flow_measures(kernel_grads, masked)
+    weight = None
+    if scale is not None:
+        values = {k: v / ops.cast(scale, v.dtype) for k, v in values.items()}
+        if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
+            # An overflowing step is skipped by the optimizer: not a
+            # gradient training follows, so not counted.
+            weight = ops.cast(ops.isfinite(values["gf_1"]), "float32")
+    for name, value in values.items():
+        getattr(model, f"{name}_tracker").update_state(
+            value, sample_weight=weight)
+
+
+def make_step_function(model, step, store=False):
+    """Keras's train function around `step(state, data)`: jitted unless
+    the model runs eagerly; a storing step's gradients are written to
+    `model._kernel_gradient_buffers`."""
+    if not model.run_eagerly and model.jit_compile:
+        step = jax.jit(step, donate_argnums=0)
+    function = model._make_function(step)
+    if not store:
+        return function
+
+    def storing(state, iterator):
+        (logs, stored), state = function(state, iterator)
+        stored = iter(stored)
+        buffers = model._kernel_gradient_buffers
+        for j, buffer in enumerate(buffers):
+            if buffer is not None:
+                buffers[j] = next(stored)
+        return logs, state
+
+    return storing
+
+
+def kernel_gradient_buffers(model):
+    """One array per masked layer (None for the others), the kernel's shape
+    and dtype; a storing step replaces it."""
+    return [ops.zeros(layer.kernel.shape, layer.kernel.dtype)
+            if layers_lib.is_masked_layer(layer) else None
+            for layer in model.prunable_layers()]
+
+
+def loss_scale(optimizer, dtype="float32"):
+    """The factor `optimizer.scale_loss` multiplies the loss by, or None
+    (read inside a StatelessScope over the optimizer's variables in a
+    step)."""
+    if optimizer is None:
+        return None
+    if not (isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            or getattr(optimizer, "loss_scale_factor", None) is not None):
+        return None
+    return optimizer.scale_loss(ops.ones((), dtype))
+
+
+def replicas():
+    """Replicas a loss is divided over (1: keras-egf's JAX step runs on one
+    device)."""
+    return 1
+
+
+def _stateless(fn, variables, state):
+    """fn as a function of the variables' values."""
+    def value(values):
+        with keras.StatelessScope(
+                state_mapping=list(zip(variables, values)) + list(state),
+                collect_losses=True):
+            return fn()
+
+    return value
+
+
+def on_one_replica(fn, *args):
+    """fn(*args) (one device)."""
+    return fn(*args)
+
+
+def gradients(fn, variables, state=()):
+    """(fn(), d fn() / d variables): `fn` runs in a keras.StatelessScope
+    mapping `variables` to their values (and the (variable, value) pairs of
+    `state`), so nothing it assigns reaches the model."""
+    return jax.value_and_grad(_stateless(fn, variables, state))(
+        [v.value for v in variables])
+
+
+def hessian_vector_product(fn, variables, vectors):
+    """H v for the Hessian H of fn() with respect to `variables` and the
+    vectors v (one per variable): the gradient of sum(grad(fn) * v)."""
+    grad = jax.grad(_stateless(fn, variables, ()))
+
+    def dot(values):
+        return sum(ops.sum(g * v) for g, v in zip(grad(values), vectors))
+
+    return jax.grad(dot)([v.value for v in variables])
+
+
+def pth_power_sum(g, p):
+    """sum |g|^p of a float array, as float32 (`keras_egf.gradient_flow`)."""
+    if p == 1:
+        return ops.cast(ops.sum(ops.abs(g)), "float32")
+    return ops.cast(ops.sum(ops.square(g)), "float32")
+
+
+def as_tensor(g):
+    """`g` as an array."""
+    return ops.convert_to_tensor(g)
