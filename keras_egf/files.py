@@ -11,8 +11,11 @@ over NFS stay readable by the team.
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 
 import numpy as np
 
@@ -41,15 +44,84 @@ def default_file_mode():
     return 0o666 & ~_umask()
 
 
+def owned_prefix(prefix):
+    """`prefix` + `PID@HOST-`: the name start of a temporary file or folder
+    this process makes, so that a later run can tell one a killed process
+    left behind (`is_leftover`) from one being written now."""
+    return f"{prefix}{os.getpid()}@{socket.gethostname()}-"
+
+
+# A temporary name's tail: PID@HOST-, then mkstemp/mkdtemp's 8 characters
+# and any suffix.
+_OWNED = re.compile(r"(?P<pid>\d+)@(?P<host>.+)-[a-z0-9_]{8}(?:\.[^.]*)?")
+# A temporary file of unknown owner (an older keras-egf's, or another
+# host's) older than this is left over: an atomic write takes seconds.
+TEMPORARY_MAX_AGE_S = 3600
+
+
+def process_alive(pid):
+    """False when no process `pid` runs on this host (True when unsure)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (or a PID we cannot test)
+    return True
+
+
+def is_leftover(path, prefix, max_age_s=TEMPORARY_MAX_AGE_S):
+    """True when `path` (a name starting with `prefix`, made by keras-egf)
+    was left by a process that is gone: its owner (`owned_prefix`) ran on
+    this host and no longer does; with no owner of this host in its name,
+    when it is older than `max_age_s` (None: never)."""
+    rest = os.path.basename(path)[len(prefix):]
+    owner = _OWNED.fullmatch(rest)
+    if owner and owner["host"] == socket.gethostname():
+        return not process_alive(int(owner["pid"]))
+    if max_age_s is None:
+        return False
+    try:
+        return time.time() - os.lstat(path).st_mtime > max_age_s
+    except OSError:
+        return False
+
+
+def remove_leftovers(folder, prefixes, max_age_s=TEMPORARY_MAX_AGE_S):
+    """Removes the entries of `folder` whose name starts with one of
+    `prefixes` and that `is_leftover`; returns their paths."""
+    removed = []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return removed
+    for name in names:
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        path = os.path.join(folder, name)
+        if prefix is None or not is_leftover(path, prefix, max_age_s):
+            continue
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
 def write_atomic(path, write, binary=False):
     """Calls `write(file)` on a temp file beside `path`, then renames it.
 
     On any error (or KeyboardInterrupt) the temp file is removed and an
-    existing `path` is left as it was.
+    existing `path` is left as it was; one a SIGKILL leaves is named after
+    its process (`owned_prefix`), for the next run to remove.
     """
     folder = os.path.dirname(os.path.abspath(path))
     suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=owned_prefix(".tmp-"), suffix=suffix,
+                               dir=folder)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
@@ -99,7 +171,8 @@ def check_output_dir(output_dir):
     _check_not_empty(output_dir)
     try:
         os.makedirs(output_dir, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=output_dir)
+        fd, probe = tempfile.mkstemp(prefix=owned_prefix(".probe-"),
+                                     dir=output_dir)
         os.close(fd)
         os.remove(probe)
     except OSError as e:
@@ -250,6 +323,23 @@ def check_sweep_output_dir(output_dir, overwrite=False):
     return real
 
 
+def remove_sweep_leftovers(sweep_dir):
+    """Removes the temporary files (`_TEMPORARY`) that killed processes
+    left in a sweep: at its top, in its report/ and in every trial_*/ and
+    trial_*/point_*/ folder (`is_leftover`: a process of this host that is
+    gone, or of unknown owner and older than TEMPORARY_MAX_AGE_S); returns
+    their paths."""
+    folders = [sweep_dir, os.path.join(sweep_dir, "report")]
+    for name in sorted(os.listdir(sweep_dir)):
+        trial = os.path.join(sweep_dir, name)
+        if name.startswith("trial_") and os.path.isdir(trial):
+            folders.append(trial)
+            folders.extend(os.path.join(trial, p) for p in sorted(os.listdir(trial))
+                           if p.startswith("point_"))
+    return [path for folder in folders
+            for path in remove_leftovers(folder, _TEMPORARY)]
+
+
 def clear_output_dir(folder, keep=()):
     """Removes what keras-egf wrote in `folder` (all of it: the caller has
     checked it with `check_replaceable`), except the names in `keep`."""
@@ -263,11 +353,30 @@ def clear_output_dir(folder, keep=()):
             os.remove(path)
 
 
+def run_leftover_prefixes(output_dir):
+    """Name starts of the hidden folders `staged_output_dir` makes beside
+    `output_dir`: its staging folder and the old folder it replaces."""
+    base = os.path.basename(os.path.realpath(output_dir))
+    return (f".{base}.partial-", f".{base}.old-")
+
+
+def remove_run_leftovers(output_dir):
+    """Removes the staging and old folders beside `output_dir` that a
+    killed run left (`is_leftover`: made by a process of this host that is
+    gone); returns their paths."""
+    real = os.path.realpath(output_dir)
+    return remove_leftovers(os.path.dirname(real), run_leftover_prefixes(real),
+                            max_age_s=None)
+
+
 class staged_output_dir:
     """A context manager: a run writes into a hidden staging folder beside
     `output_dir`; on success the staging folder replaces `output_dir` (an
     old one is removed only then); on any error or Ctrl-C the staging folder
-    is removed and `output_dir` is left as it was.
+    is removed and `output_dir` is left as it was. The replacement runs to
+    its end (`interrupts.held`): a Ctrl-C during it is raised after it.
+    Both hidden folders are named after this process (`owned_prefix`), so
+    that `remove_run_leftovers` removes those a SIGKILL leaves.
 
         with staged_output_dir("runs/x") as staging:
             run(staging)
@@ -280,11 +389,11 @@ class staged_output_dir:
 
     def __enter__(self):
         parent = os.path.dirname(self.output_dir)
+        partial, _ = run_leftover_prefixes(self.output_dir)
         try:
             os.makedirs(parent, exist_ok=True)
-            self.staging = tempfile.mkdtemp(
-                prefix=f".{os.path.basename(self.output_dir)}.partial-",
-                dir=parent)
+            self.staging = tempfile.mkdtemp(prefix=owned_prefix(partial),
+                                            dir=parent)
         except OSError as e:
             raise ValueError(f"output_dir={self.output_dir!r}: cannot be "
                              f"written ({e.strerror or e})") from None
@@ -292,19 +401,22 @@ class staged_output_dir:
         return self.staging
 
     def __exit__(self, exc_type, exc, tb):
+        from keras_egf import interrupts
+
         if exc_type is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
             return False
-        old = None
-        if os.path.lexists(self.output_dir):
-            old = tempfile.mkdtemp(
-                prefix=f".{os.path.basename(self.output_dir)}.old-",
-                dir=os.path.dirname(self.output_dir))
-            os.rmdir(old)
-            os.rename(self.output_dir, old)
-        os.rename(self.staging, self.output_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _, old_prefix = run_leftover_prefixes(self.output_dir)
+        with interrupts.held():
+            old = None
+            if os.path.lexists(self.output_dir):
+                old = tempfile.mkdtemp(prefix=owned_prefix(old_prefix),
+                                       dir=os.path.dirname(self.output_dir))
+                os.rmdir(old)
+                os.rename(self.output_dir, old)
+            os.rename(self.staging, self.output_dir)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         return False
 
 
@@ -328,16 +440,6 @@ class FolderLock:
         self.what = what
         self.held = False
 
-    @staticmethod
-    def _alive(pid):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, OverflowError, ValueError):
-            return True  # another user's process (or a PID we cannot test)
-        return True
-
     def _holder(self):
         try:
             holder = read_json(self.path)
@@ -354,7 +456,8 @@ class FolderLock:
         folder = os.path.dirname(self.path)
         me = {"pid": os.getpid(), "host": socket.gethostname(),
               "started": datetime.datetime.now().isoformat(timespec="seconds")}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".lock", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=owned_prefix(".tmp-"), suffix=".lock",
+                                   dir=folder)
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
@@ -389,7 +492,7 @@ class FolderLock:
                     f"({self.path}): another {self.what} may be starting in it; "
                     "if none is, delete that file and run again")
             same_host = holder.get("host") == socket.gethostname()
-            if not same_host or self._alive(holder["pid"]):
+            if not same_host or process_alive(holder["pid"]):
                 raise ValueError(
                     f"output_dir={folder!r} is in use by another {self.what} "
                     f"(PID {holder['pid']} on {holder.get('host')}, since "

@@ -15,9 +15,15 @@ written whole (temp file + rename). A finished trial whose results.json was
 later deleted, truncated or corrupted (or whose whole folder was deleted) is
 found on the next run (`requeue_broken_trials`) and re-run, as is a trial
 that failed (its folder could not be written, say); the other trials'
-files are not touched.
+files are not touched. results.json is read and checked by
+`keras_egf.results`, as the report reads it. The oracle's own state
+(oracle.json, trial.json) is written whole too; one that is missing or
+damaged anyway is rebuilt from the trials' results.json (`rebuild_state`),
+and a damaged grid.json is rewritten once the trials are found to be the
+grid's (`repair_grid_file`). Chief and workers: `keras_egf.distributed`.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -25,10 +31,12 @@ import time
 
 import keras_tuner
 
+from keras_egf import distributed
 from keras_egf import experiment
 from keras_egf import files
 from keras_egf import interrupts
 from keras_egf import report
+from keras_egf import results as results_lib
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
 
 METRICS = tuple(f"{model}_{name}" for model in ("sparse", "dense")
@@ -36,6 +44,7 @@ METRICS = tuple(f"{model}_{name}" for model in ("sparse", "dense")
                     f"average_{m}" for m in GRADIENT_FLOW_METRICS)
                 ) + ("sparse_minus_dense_accuracy",)
 GRID_FILE = files.GRID_FILE
+IDLE_POLL_S = 2.0  # a waiting worker asks the chief again this often (at most)
 
 
 def trial_metrics(results):
@@ -115,6 +124,29 @@ class GridPointOracle(keras_tuner.oracles.GridSearchOracle):
         return {"status": keras_tuner.engine.trial.TrialStatus.STOPPED,
                 "values": None}
 
+    @keras_tuner.synchronized
+    def create_trial(self, tuner_id):
+        """Keras Tuner's, but while other workers' trials run a worker that
+        finds no point left is told to wait (IDLE), not to stop: a trial
+        whose worker is lost comes back to the queue
+        (`distributed.requeue_lost`)."""
+        trial = super().create_trial(tuner_id)
+        TrialStatus = keras_tuner.engine.trial.TrialStatus
+        if trial.status == TrialStatus.STOPPED and any(
+                t != tuner_id for t in self.ongoing_trials):
+            self.tuner_ids.add(tuner_id)
+            trial.status = TrialStatus.IDLE
+        return trial
+
+    def save(self):  # whole or not at all (Keras Tuner writes in place)
+        files.write_text_atomic(self._get_oracle_fname(),
+                                json.dumps(self.get_state()))
+
+    def _save_trial(self, trial):
+        files.write_text_atomic(
+            os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"),
+            json.dumps(trial.get_state()))
+
 
 def results_problem(trial_dir, config):
     """Why `trial_dir`'s results.json is not a finished result of `config`
@@ -126,24 +158,27 @@ def _checked_results(trial_dir, config):
     """(results, None) when trial_dir/results.json is a finished result of
     `config`, else (None, why): the file is read once."""
     path = os.path.join(trial_dir, "results.json")
-    try:
-        results = files.read_json(path)
+    try:  # the report's own check (keras_egf.results)
+        results = results_lib.read(path)
     except ValueError as e:
         return None, "results.json " + str(e).split(": ", 1)[-1]
     why = _results_mismatch(results, config)
     return (None, why) if why else (results, None)
 
 
-def _results_mismatch(results, config):
-    """Why a read results dict is not a finished result of `config`."""
-    models = results.get("models") if isinstance(results, dict) else None
-    if not isinstance(models, dict) or not isinstance(results.get("config"), dict):
-        return "results.json is not a keras-egf results file"
-    expected = config.to_dict()
-    saved = results["config"]
+def _saved_config(saved):
+    """A results file's config, every setting of this version in it (one an
+    older keras-egf did not write counts as its default value) and in JSON's
+    types (lists, not tuples)."""
     defaults = experiment.ComparisonConfig().to_dict()
-    # A key an older keras-egf did not write counts as its default value.
-    if any(saved.get(k, defaults[k]) != v for k, v in expected.items()):
+    return json.loads(json.dumps({k: saved.get(k, v) for k, v in defaults.items()}))
+
+
+def _results_mismatch(results, config):
+    """Why a checked results dict (`results_lib.check`) is not a finished
+    result of `config`."""
+    models = results["models"]
+    if _saved_config(results["config"]) != _saved_config(config.to_dict()):
         return "results.json holds another configuration"
     names = ("sparse", "dense") if config.models == "both" else (config.models,)
     for name in names:
@@ -205,6 +240,162 @@ def requeue_broken_trials(tuner):
     return requeued
 
 
+def _trial_folders(project_dir):
+    """{trial id: folder} of the sweep's trial_* folders."""
+    return {name[len("trial_"):]: os.path.join(project_dir, name)
+            for name in os.listdir(project_dir)
+            if name.startswith("trial_") and
+            os.path.isdir(os.path.join(project_dir, name))}
+
+
+def _load_any_sweep_state(tuner_kwargs):
+    """Makes Keras Tuner load a sweep that has trials even when this
+    process's `<tuner id>.json` is missing (Keras Tuner would start a new
+    oracle over the finished trials' folders): the file holds `{}`."""
+    import keras_tuner.src.distribute.utils as dist_utils
+
+    if tuner_kwargs.get("overwrite") or (
+            dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()):
+        return
+    project_dir = os.path.join(str(tuner_kwargs.get("directory") or "."),
+                               tuner_kwargs.get("project_name") or "untitled_project")
+    tuner_file = os.path.join(
+        project_dir, os.environ.get("KERASTUNER_TUNER_ID", "tuner0") + ".json")
+    if os.path.isdir(project_dir) and not os.path.exists(tuner_file) and (
+            os.path.exists(os.path.join(project_dir, "oracle.json"))
+            or _trial_folders(project_dir)):
+        files.write_text_atomic(tuner_file, "{}")
+
+
+def state_problems(project_dir):
+    """[(file, why)] of the sweep's Keras Tuner state that cannot be loaded:
+    oracle.json missing, empty or not JSON, and each trial_*/trial.json
+    that is missing, unreadable or not a trial."""
+    from keras_tuner.engine import trial as trial_module
+
+    damaged = []
+    path = os.path.join(project_dir, "oracle.json")
+    try:
+        if not isinstance(files.read_json(path), dict):
+            damaged.append((path, "not a Keras Tuner oracle state"))
+    except ValueError as e:
+        damaged.append((path, str(e).split(": ", 1)[-1]))
+    for trial_id, folder in sorted(_trial_folders(project_dir).items()):
+        path = os.path.join(folder, "trial.json")
+        try:
+            state = files.read_json(path)
+            trial = trial_module.Trial.from_state(state)
+            if trial.trial_id != trial_id:
+                raise ValueError(f"holds trial {trial.trial_id!r}")
+        except ValueError as e:
+            damaged.append((path, str(e).split(": ", 1)[-1]))
+        except Exception as e:  # JSON, but not a trial
+            damaged.append((path, f"not a Keras Tuner trial ({type(e).__name__}: {e})"))
+    return damaged
+
+
+def survey_trials(tuner):
+    """What the trial folders hold: ({trial id: (leader values, results)}
+    of the trials whose results.json are a finished result of one of the
+    tuner's trials (every point of its pack), [trial ids without one]).
+    ValueError naming a results.json that is valid but of no trial of this
+    grid (and --pack): its sweep is another one."""
+    def key(config_dict):
+        return json.dumps(_saved_config(config_dict), sort_keys=True)
+
+    leader_of = {key(tuner.grid.config(g[0]).to_dict()): g[0] for g in tuner.groups}
+    finished, unfinished = {}, []
+    for trial_id, folder in sorted(_trial_folders(tuner.project_dir).items()):
+        path = os.path.join(folder, "results.json")
+        try:
+            results = results_lib.read(path)
+        except ValueError:
+            unfinished.append(trial_id)
+            continue
+        leader = leader_of.get(key(results["config"]))
+        if leader is None:
+            raise ValueError(
+                f"{path} is not a point of this grid (with this --pack): the "
+                "folder holds another sweep; resume it with its own grid, "
+                "--seeds and --pack, or choose another --output_dir")
+        points = tuner.trial_points(leader, folder)
+        extra = sorted(set(glob.glob(os.path.join(folder, "point_*", "results.json")))
+                       - {os.path.join(d, "results.json") for _, _, d in points})
+        if extra:
+            raise ValueError(
+                f"{extra[0]} is not a point this --pack puts in {folder}: the "
+                "folder holds a sweep of another --pack; resume it with its "
+                "own grid, --seeds and --pack, or choose another --output_dir")
+        if any(results_problem(d, c) for _, c, d in points) or any(
+                v[0] == leader for v in finished.values()):
+            unfinished.append(trial_id)
+        else:
+            finished[trial_id] = (leader, results)
+    return finished, unfinished
+
+
+def rebuild_state(tuner, damaged):
+    """Rebuilds the oracle's state (oracle.json and every trial.json) from
+    the trial folders: a trial whose results.json (and its pack's) is a
+    finished result of a grid point is kept as finished; every other trial
+    folder is queued to run again, with its old point where its trial.json
+    still says it, else with the next point not yet run. `damaged`: [(file,
+    why)], named in the line it prints. Only where the oracle lives (one
+    process, or the chief), while no other process uses the sweep.
+    """
+    from keras_tuner.engine import trial as trial_module
+
+    finished, unfinished = survey_trials(tuner)
+    taken = [values for values, _ in finished.values()]
+    values_of = {tid: values for tid, (values, _) in finished.items()}
+    for trial_id in unfinished:
+        path = os.path.join(tuner.project_dir, f"trial_{trial_id}", "trial.json")
+        try:
+            values = trial_module.Trial.load(path).hyperparameters.values
+            values = next(g[0] for g in tuner.groups
+                          if _point_key(g[0]) == _point_key(values))
+        except Exception:
+            values = None
+        if values is None or values in taken:
+            values = next((g[0] for g in tuner.groups if g[0] not in taken), None)
+        if values is None:
+            raise ValueError(
+                f"{os.path.join(tuner.project_dir, f'trial_{trial_id}')} holds no "
+                "finished result and the grid has no point left for it: move "
+                "it out of the sweep and run again")
+        taken.append(values)
+        values_of[trial_id] = values
+    oracle = tuner._new_oracle()
+    oracle._set_project_dir(tuner.directory, tuner.project_name)
+    for trial_id in sorted(values_of, key=lambda t: (len(t), t)):
+        hp = oracle.hyperparameters.copy()
+        hp.values = dict(values_of[trial_id])
+        trial = trial_module.Trial(hyperparameters=hp, trial_id=trial_id,
+                                   status=trial_module.TrialStatus.RUNNING)
+        oracle.trials[trial_id] = trial
+        oracle.start_order.append(trial_id)
+        oracle._record_values(trial)
+        if trial_id in finished:
+            oracle.update_trial(trial_id, trial_metrics(finished[trial_id][1]))
+            trial.status = trial_module.TrialStatus.COMPLETED
+            oracle.score_trial(trial)
+            oracle.end_order.append(trial_id)
+            oracle._run_times[trial_id] += 1
+        else:
+            trial.status = trial_module.TrialStatus.IDLE
+            oracle._retry_queue.insert(0, trial_id)  # popped from the end
+        oracle._save_trial(trial)
+    oracle.save()
+    tuner.oracle = oracle
+    tuner.repaired = list(damaged)
+    rel = lambda path: os.path.relpath(path, tuner.project_dir)  # noqa: E731
+    tuner.progress(
+        "Rebuilt the sweep's state from its trials' results.json ("
+        + "; ".join(f"{rel(path)}: {why}" for path, why in damaged)
+        + f"): {len(finished)} finished trial(s) kept, {len(unfinished)} to "
+        "run again.")
+
+
 def _point_key(values):
     return tuple(sorted((k, repr(v)) for k, v in values.items()))
 
@@ -218,22 +409,57 @@ def _clear_trial_dir(trial_dir):
             os.remove(path)
 
 
+def _grid_spec(grid, pack):
+    return grid.to_dict() if pack == 1 else {**grid.to_dict(), "pack": pack}
+
+
 def check_same_grid(project_dir, grid, pack=1):
     """Records the grid (and a pack size > 1) in a new sweep; refuses to
-    resume with another one."""
+    resume with another one. Returns None, or why grid.json cannot be read
+    (damaged, or missing beside trial folders): nothing is written then;
+    `repair_grid_file` rewrites it once the trials are found to be this
+    grid's."""
     path = os.path.join(project_dir, GRID_FILE)
-    spec = grid.to_dict() if pack == 1 else {**grid.to_dict(), "pack": pack}
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)
+    spec = _grid_spec(grid, pack)
+    if os.path.lexists(path):
+        try:
+            saved = files.read_json(path)
+        except ValueError as e:
+            return str(e).split(": ", 1)[-1]
         if saved != spec:
             raise ValueError(
                 f"output_dir={project_dir!r} holds a sweep of a different grid "
                 f"(saved in {path}): resume with the same grid, --seeds and --pack, or "
                 "pass --overwrite, or choose a new --output_dir")
-        return
+        return None
+    if os.path.isdir(project_dir) and _trial_folders(project_dir):
+        return "missing"
     os.makedirs(project_dir, exist_ok=True)
     files.write_json_atomic(path, spec)
+    return None
+
+
+def repair_grid_file(tuner, why):
+    """Rewrites a damaged or missing grid.json (`why`, from
+    `check_same_grid`) from the tuner's grid and pack, once every finished
+    trial is found to be one of its points (`survey_trials`: ValueError
+    naming one that is not); returns the line saying so. Where the oracle
+    lives (one process, or the chief)."""
+    path = os.path.join(tuner.project_dir, GRID_FILE)
+    finished, _ = survey_trials(tuner)
+    files.write_json_atomic(path, _grid_spec(tuner.grid, tuner.pack))
+    return (f"{path} was {why}; rewritten from this command's grid, of which "
+            f"every finished trial ({len(finished)}) is a point.")
+
+
+def grid_file_error(project_dir, why):
+    """The error for a worker that finds grid.json damaged or missing."""
+    return ValueError(
+        f"{os.path.join(project_dir, GRID_FILE)}: {why}; it records the "
+        "sweep's grid: start the chief (or one keras-egf-sweep without "
+        "KERASTUNER_TUNER_ID) with the sweep's --grid, --seeds and --pack, "
+        "which rewrites it once every finished trial is found to be a "
+        "point of that grid")
 
 
 def mirrored_strategy():
@@ -261,18 +487,35 @@ class SCSDCTuner(keras_tuner.Tuner):
             folders; max_trials then counts trials.
         allow_small_dataset: train points whose batch is larger than the
             training set (`experiment.check_trainable`).
+        heartbeat_s, worker_timeout_s, chief_timeout_s: chief and workers
+            (`keras_egf.distributed`): a worker tells the chief every
+            heartbeat_s that it still runs its trial; the chief re-queues a
+            trial it has not heard of for worker_timeout_s; a worker gives
+            up on a chief that does not answer for chief_timeout_s.
         **kwargs: `keras_tuner.Tuner` arguments (directory, project_name,
             overwrite, ...).
 
     `failed`: {trial id: why} of the trials this process ran that failed
     (Keras Tuner records them and goes on; a later run re-queues them).
+    `repaired`: [(file, why)] of the damaged or missing state files
+    (oracle.json, trial.json) this tuner rebuilt from the trials'
+    results.json when it loaded the sweep (`rebuild_state`).
     """
 
     def __init__(self, grid, max_trials=None, progress=None, strategy=None,
-                 pack=1, allow_small_dataset=False, **kwargs):
+                 pack=1, allow_small_dataset=False,
+                 heartbeat_s=distributed.DEFAULT_HEARTBEAT_S,
+                 worker_timeout_s=distributed.DEFAULT_WORKER_TIMEOUT_S,
+                 chief_timeout_s=distributed.DEFAULT_CHIEF_TIMEOUT_S, **kwargs):
         self.grid = grid
         self.allow_small_dataset = allow_small_dataset
         self.failed = {}
+        self.repaired = []
+        self.heartbeat_s = heartbeat_s
+        self.worker_timeout_s = worker_timeout_s
+        self.chief_timeout_s = chief_timeout_s
+        self._heartbeat = None
+        self._asked = False
         self.progress = progress or (lambda line: print(line, flush=True))
         self.strategy = strategy
         self.pack = pack
@@ -291,13 +534,93 @@ class SCSDCTuner(keras_tuner.Tuner):
         leaders = [g[0] for g in self.groups]
         total = len(leaders) if max_trials is None else min(max_trials, len(leaders))
         self.total_trials = total
-        oracle = GridPointOracle(
+        self._new_oracle = lambda: GridPointOracle(
             leaders,
             objective=keras_tuner.Objective(grid.objective, "max"),
             max_trials=total, hyperparameters=_hyperparameters(grid))
-        super().__init__(oracle=oracle, **kwargs)
+        _load_any_sweep_state(kwargs)
+        super().__init__(oracle=self._new_oracle(), **kwargs)
+        if self._is_worker():  # Keras Tuner waits an hour for each answer
+            self.oracle.stub = distributed.BoundedStub(self.oracle.stub,
+                                                       chief_timeout_s)
         self._started = time.perf_counter()
         self._finished_here = 0
+
+    def save(self):
+        """Keras Tuner's, each file written whole or not at all."""
+        if not self._is_worker():
+            self.oracle.save()
+        files.write_text_atomic(self._get_tuner_fname(),
+                                json.dumps(self.get_state()))
+
+    def reload(self):
+        """Loads the oracle's state (oracle.json, every trial.json); where
+        one is missing or damaged, rebuilds it all from the trials'
+        results.json (`rebuild_state`), naming the files. A worker's own
+        state is empty (`{}`): it has nothing to load."""
+        if self._is_worker():
+            return
+        damaged = state_problems(self.project_dir)
+        if not damaged:
+            try:
+                self.oracle.reload()
+                return
+            except Exception as e:  # a valid JSON of the wrong shape
+                damaged = [(self.oracle._get_oracle_fname(),
+                            f"cannot be loaded ({type(e).__name__}: {e})")]
+        rebuild_state(self, damaged)
+
+    def search(self, *args, **kwargs):
+        """Keras Tuner's search. The chief serves (`distributed.serve`)
+        until every trial has ended; a worker first checks that the chief
+        answers (`distributed.wait_for_chief`). distributed.ChiefError when
+        no chief answers, or it stops answering."""
+        from keras_tuner.src.distribute import utils as dist_utils
+
+        if dist_utils.is_chief_oracle():
+            self.oracle.verbose = 0
+            self.save()
+            distributed.serve(self.oracle, self.total_trials, self.progress,
+                              self.worker_timeout_s,
+                              poll_s=min(1.0, self.heartbeat_s))
+            return
+        if not self._is_worker():
+            return super().search(*args, **kwargs)
+        import grpc
+
+        distributed.wait_for_chief(self.chief_timeout_s)
+        try:
+            return super().search(*args, **kwargs)
+        except grpc.RpcError as e:
+            raise distributed.lost_chief(e, self.chief_timeout_s) from None
+
+    def _run_and_update_trial(self, trial, *args, **kwargs):
+        import grpc
+
+        try:
+            return super()._run_and_update_trial(trial, *args, **kwargs)
+        except grpc.RpcError as e:  # a worker's call to the chief
+            raise distributed.lost_chief(e, self.chief_timeout_s) from None
+
+    def pre_create_trial(self):
+        # The last request got no trial (IDLE: other workers' trials run,
+        # one may come back): ask again a little later.
+        if self._asked:
+            if self._asked == 1:
+                self.progress("Waiting: every grid point is handed out and "
+                              "other workers' trials are running (a trial "
+                              "whose worker is lost comes back here).")
+            self._asked = 2
+            time.sleep(min(self.heartbeat_s, IDLE_POLL_S))
+        else:
+            self._asked = 1
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        self._asked = False
+        if self._is_worker():
+            self._heartbeat = distributed.Heartbeat(
+                self.oracle.stub, trial.trial_id, self.heartbeat_s)
 
     def trial_points(self, values, trial_dir):
         """[(point values, config, output folder)] a trial trains: its own
@@ -348,8 +671,8 @@ class SCSDCTuner(keras_tuner.Tuner):
         workers)."""
         def readable(name):
             try:
-                report.read_results(os.path.join(self.project_dir, name,
-                                                 "results.json"))
+                results_lib.read(os.path.join(self.project_dir, name,
+                                              "results.json"))
             except ValueError:
                 return False
             return True
@@ -363,6 +686,9 @@ class SCSDCTuner(keras_tuner.Tuner):
         return report.load_sweep(self.project_dir).library_versions()
 
     def on_trial_end(self, trial):
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
         super().on_trial_end(trial)
         self._finished_here += 1
         done = len(self.finished_trials())

@@ -8,6 +8,7 @@ other failure.
 """
 
 import os
+import signal
 import sys
 
 # TensorFlow's C++ INFO/WARNING lines (oneDNN, CUDA probing) bury the
@@ -16,6 +17,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+
+
+def _interrupted_while_starting(signum, frame):
+    sys.stderr.write("\nInterrupted while starting; nothing was written.\n")
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+# A binary (its console script, or python -m trainers.<name>) imports
+# TensorFlow for seconds before `run_binary` installs its handler: a Ctrl-C
+# then exits 130 at once, with nothing written, instead of a traceback.
+if (os.path.basename(sys.argv[0]).startswith("keras-egf-") or sys.argv[0] == "-m") \
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 
 def fail(program, message):
@@ -128,4 +143,8 @@ def run_binary(main):
     from keras_egf import interrupts
 
     interrupts.install_handler()
-    app.run(main, flags_parser=parse)
+    try:
+        app.run(main, flags_parser=parse)
+    except KeyboardInterrupt:  # before main could say what it kept
+        sys.stderr.write("\nInterrupted.\n")
+        sys.exit(EXIT_INTERRUPTED)

@@ -15,6 +15,11 @@ Distributed (Keras Tuner chief/worker; every process gets the same flags):
     KERASTUNER_TUNER_ID=tuner0 KERASTUNER_ORACLE_IP=127.0.0.1 \
         KERASTUNER_ORACLE_PORT=8000 keras-egf-sweep ... --threads=1
 The chief hands out grid points and exits when all are done; workers train.
+A trial whose worker sends no heartbeat (--heartbeat_s) for --worker_timeout_s
+is re-queued for another worker; a worker exits 1 naming the chief's address
+when no chief answers for --chief_timeout_s; a second chief on a port in use
+exits 2. A missing or damaged oracle.json, trial.json or grid.json is named
+and rebuilt from the trials' results.json (single process or chief).
 """
 
 import os
@@ -45,6 +50,13 @@ flags.DEFINE_integer("threads", 0, "TensorFlow threads of this process (0: all "
 flags.DEFINE_integer("pack", 1, "Train up to this many compatible grid points "
                      "(same settings but seed, learning rate and widths) as one "
                      "vectorised model per trial (1: one point a trial).")
+flags.DEFINE_float("heartbeat_s", 10.0, "Chief and workers: a worker tells the "
+                   "chief this often that it still runs its trial.")
+flags.DEFINE_float("worker_timeout_s", 120.0, "Chief: a trial whose worker has "
+                   "sent nothing for this long (killed, or cut off) is "
+                   "re-queued for another worker.")
+flags.DEFINE_float("chief_timeout_s", 120.0, "Worker: exit (naming the "
+                   "address) when no chief answers for this long.")
 flags.DEFINE_bool("mirrored", False, "Run each trial under "
                   "tf.distribute.MirroredStrategy over all visible GPUs (needs "
                   ">= 2 GPUs; with fewer, trials run on one device and a "
@@ -54,6 +66,9 @@ flags.register_validator("max_trials", lambda v: v is None or v >= 1,
                          message="--max_trials must be >= 1")
 flags.register_validator("threads", lambda v: v is not None and v >= 0,
                          message="--threads must be >= 0")
+for _name in ("heartbeat_s", "worker_timeout_s", "chief_timeout_s"):
+    flags.register_validator(_name, lambda v: v is not None and v > 0,
+                             message=f"--{_name} must be > 0")
 
 
 def _parse_seeds(values):
@@ -156,23 +171,35 @@ def _sweep(grid, output_dir, role, strategy):
     from keras_egf import interrupts
     from keras_egf import sweep
 
+    oracle_here = role in (None, "chief")  # one process, or the chief
     try:
         if FLAGS.pack < 1:
             raise ValueError(f"--pack={FLAGS.pack}: must be an integer >= 1")
         if FLAGS.overwrite:  # only what keras-egf wrote (checked above)
             files.clear_output_dir(output_dir, keep=(files.SWEEP_LOCK,))
+        elif os.path.isdir(output_dir):
+            left = files.remove_sweep_leftovers(output_dir)
+            if left:
+                print(f"Removed {len(left)} temporary file(s) that killed "
+                      "runs left: " + ", ".join(
+                          os.path.relpath(p, output_dir) for p in left),
+                      flush=True)
+        grid_damaged = sweep.check_same_grid(output_dir, grid, FLAGS.pack)
+        if grid_damaged and not oracle_here:
+            raise sweep.grid_file_error(output_dir, grid_damaged)
         tuner = sweep.SCSDCTuner(grid, max_trials=FLAGS.max_trials, strategy=strategy,
                                  pack=FLAGS.pack,
                                  allow_small_dataset=FLAGS.allow_small_dataset,
+                                 heartbeat_s=FLAGS.heartbeat_s,
+                                 worker_timeout_s=FLAGS.worker_timeout_s,
+                                 chief_timeout_s=FLAGS.chief_timeout_s,
                                  directory=os.path.dirname(output_dir),
                                  project_name=os.path.basename(output_dir))
+        if grid_damaged:
+            print(sweep.repair_grid_file(tuner, grid_damaged), flush=True)
     except ValueError as e:
         return _fail(e)
-    try:
-        sweep.check_same_grid(tuner.project_dir, grid, FLAGS.pack)
-    except ValueError as e:
-        return _fail(e)
-    if role in (None, "chief"):  # where the oracle lives
+    if oracle_here:
         requeued = sweep.requeue_broken_trials(tuner)
         if requeued:
             print(f"Re-queued {len(requeued)} finished trial(s) whose results "
@@ -185,7 +212,7 @@ def _sweep(grid, output_dir, role, strategy):
               "1-hidden-layer network has none and these points would repeat "
               "their cells without SC.", flush=True)
     hparams_dir = os.path.join(tuner.project_dir, "hparams")
-    if role in (None, "chief") and not os.path.isdir(hparams_dir):
+    if oracle_here and not os.path.isdir(hparams_dir):
         sweep.write_hparams_config(hparams_dir, grid)  # the HParams dashboard
     from keras_egf.report import plural
 
@@ -209,8 +236,17 @@ def _sweep(grid, output_dir, role, strategy):
                   "config differently, so the report would mix numbers that are "
                   "not comparable: delete those results.json files to re-run "
                   "them (or start over with --overwrite).", flush=True)
+    from keras_egf import distributed
+
     try:
         tuner.search(verbose=0)
+    except ValueError as e:  # the chief's port is in use
+        if role != "chief":
+            raise
+        return _fail(e)
+    except distributed.ChiefError as e:
+        sys.stderr.write(f"keras-egf-sweep: error: {e}\n")
+        return 1
     except BaseException as e:  # an interrupt may surface as another error
         if not interrupts.is_interrupt(e):
             raise

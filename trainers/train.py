@@ -10,12 +10,15 @@ run trains into a hidden staging folder beside it, which replaces it only
 when the run has finished (Ctrl-C leaves --output_dir as it was; exit 130).
 """
 
+import os
+
 from absl import app
 from absl import flags
 
 from keras_egf import config as config_lib
 from keras_egf import data
 from keras_egf import experiment
+from keras_egf import files
 from keras_egf import interrupts
 from trainers import EXIT_INTERRUPTED, fail, run_binary
 
@@ -67,29 +70,50 @@ def config_from_flags():
         raise ValueError(f"--{e}") from None
 
 
+def _folder_identity(path):
+    """(device, inode) of the folder at `path` (links followed), or None: a
+    finished run replaces the folder by its staging folder, another one."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if st else None
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}", exitcode=2)
+    before = _folder_identity(FLAGS.output_dir)
     try:
         # The data first: an unprepared dataset is the one problem that the
         # other flags' fixes cannot get past.
         data.check_available(FLAGS.dataset, FLAGS.data_dir)
         config = config_from_flags()
+        if FLAGS.output_dir:
+            left = files.remove_run_leftovers(FLAGS.output_dir)
+            if left:
+                print(f"Removed {len(left)} folder(s) that killed runs left: "
+                      + ", ".join(left), flush=True)
         results = experiment.run_comparison_into(
             config, FLAGS.output_dir, overwrite=FLAGS.overwrite,
             verbose=FLAGS.verbose, allow_small_dataset=FLAGS.allow_small_dataset)
+        print(f"SC-SDC {config.dataset}: {experiment.summary_line(results)}")
+        print(f"Results: {FLAGS.output_dir}/results.json, "
+              f"{FLAGS.output_dir}/comparison.png; "
+              f"tensorboard --logdir {FLAGS.output_dir}/tensorboard")
     except (ValueError, data.DatasetNotPreparedError) as e:
         return fail("keras-egf-train", e)
     except BaseException as e:  # an interrupt may surface as another error
         if not interrupts.is_interrupt(e):
             raise
+        if _folder_identity(FLAGS.output_dir) not in (before, None):
+            # The Ctrl-C came once the finished run had replaced the folder.
+            print(f"\nInterrupted after the run finished: its results are in "
+                  f"{FLAGS.output_dir}.", flush=True)
+            return 0
         print(f"\nInterrupted: {FLAGS.output_dir} is as it was before this "
               "run (nothing of the run was kept).", flush=True)
         return EXIT_INTERRUPTED
-    print(f"SC-SDC {config.dataset}: {experiment.summary_line(results)}")
-    print(f"Results: {FLAGS.output_dir}/results.json, "
-          f"{FLAGS.output_dir}/comparison.png; "
-          f"tensorboard --logdir {FLAGS.output_dir}/tensorboard")
     return 0
 
 
