@@ -506,7 +506,13 @@ class SCSDCTuner(keras_tuner.Tuner):
                  pack=1, allow_small_dataset=False,
                  heartbeat_s=distributed.DEFAULT_HEARTBEAT_S,
                  worker_timeout_s=distributed.DEFAULT_WORKER_TIMEOUT_S,
-                 chief_timeout_s=distributed.DEFAULT_CHIEF_TIMEOUT_S, **kwargs):
+                 chief_timeout_s=distributed.DEFAULT_CHIEF_TIMEOUT_S,
+                 verbose=0, **kwargs):
+        if verbose not in (0, 1, 2):
+            raise ValueError("verbose must be 0 (one line per trial), 1 "
+                             "(progress bars) or 2 (one line per epoch). "
+                             f"Received: verbose={verbose!r}")
+        self.verbose = verbose
         self.grid = grid
         self.allow_small_dataset = allow_small_dataset
         self.failed = {}
@@ -657,7 +663,7 @@ class SCSDCTuner(keras_tuner.Tuner):
                                               [d for _, _, d in points])
             else:
                 finished = [experiment.run_comparison(
-                    points[0][1], out, verbose=0, plot=False,
+                    points[0][1], out, verbose=self.verbose, plot=False,
                     strategy=self.strategy,
                     allow_small_dataset=self.allow_small_dataset)]
         for (point, _, d), results in zip(points, finished):

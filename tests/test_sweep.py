@@ -367,13 +367,19 @@ def test_resuming_over_results_of_another_version_warns(tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "Warning" not in first.stdout
+    # Progress inside a trial (default --verbose=2): which model, each epoch.
+    assert "--- training the sparse model" in first.stdout
+    assert "--- training the dense model" in first.stdout
+    epoch_lines = [l for l in first.stdout.splitlines() if " - loss: " in l]
+    assert len(epoch_lines) == 2  # one epoch of each model
     (path,) = out.glob("trial_*/results.json")
     results = json.loads(path.read_text())
     results["versions"]["keras_egf"] = "0.0.1"
     path.write_text(json.dumps(results))
-    again = subprocess.run(_sweep_cmd(grid, out), cwd=ROOT, env=_env(),
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(_sweep_cmd(grid, out, "--verbose=0"), cwd=ROOT,
+                           env=_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
+    assert " - loss: " not in again.stdout and "--- training" not in again.stdout
     assert "(1 already finished)" in again.stdout
     assert "another keras_egf version (1 by 0.0.1); this is" in again.stdout
     assert json.loads(path.read_text())["versions"]["keras_egf"] == "0.0.1"  # kept

@@ -36,6 +36,10 @@ flags.DEFINE_string("output_dir", "runs/sweep", "Tuner directory of the sweep.")
 flags.DEFINE_list("seeds", None, "Seeds to repeat every grid point with "
                   "(adds a `seed` axis; overrides the grid's seed).")
 flags.DEFINE_integer("max_trials", None, "Run at most this many grid points.")
+flags.DEFINE_integer("verbose", 2, "Progress inside a trial: 2 one line per "
+                     "epoch (and which model trains), 1 Keras's progress bars, "
+                     "0 nothing but the line each finished trial prints.",
+                     lower_bound=0, upper_bound=2)
 flags.DEFINE_enum("objective", None, ["sparse_test_accuracy", "dense_test_accuracy",
                                       "sparse_minus_dense_accuracy"],
                   "Tuner objective (maximised); overrides the grid's `objective`.")
@@ -193,6 +197,7 @@ def _sweep(grid, output_dir, role, strategy):
                                  heartbeat_s=FLAGS.heartbeat_s,
                                  worker_timeout_s=FLAGS.worker_timeout_s,
                                  chief_timeout_s=FLAGS.chief_timeout_s,
+                                 verbose=FLAGS.verbose,
                                  directory=os.path.dirname(output_dir),
                                  project_name=os.path.basename(output_dir))
         if grid_damaged:
