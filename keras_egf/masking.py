@@ -26,6 +26,8 @@ import functools
 
 import keras
 import numpy as np
+# No public equivalent: the StatelessScope in force, if any.
+from keras.src.backend.common.stateless_scope import get_stateless_scope
 
 from keras_egf import layers as layers_lib
 from keras_egf import prunable as prunable_lib
@@ -84,16 +86,28 @@ class MaskedWeightsMixin(PruningOptionsMixin):
             return base_call(self, *args, **kwargs)
         mapping = [(e.kernel, masked_value(e.kernel, e.mask, mode))
                    for e in entries]
+        mapped = {id(e.kernel) for e in entries}
+        # A StatelessScope does not look values up in an enclosing one
+        # (JAX's stateless steps, the gradient helpers): hand it that
+        # scope's values of the layer's other variables (biases, ...).
+        inherited = {}
+        outer = get_stateless_scope()
+        if outer is not None:
+            for variable in self.variables:
+                value = outer.get_current_value(variable)
+                if id(variable) not in mapped and value is not None:
+                    inherited[id(variable)] = value
+                    mapping.append((variable, value))
         with keras.StatelessScope(state_mapping=mapping,
                                   collect_losses=True) as scope:
             outputs = base_call(self, *args, **kwargs)
         # Hand on what the call changed (RNN states, seed generators,
         # activity losses) to the enclosing scope or the variables.
-        mapped = {id(e.kernel) for e in entries}
         for variable in self.variables:
             if id(variable) not in mapped:
                 value = scope.get_current_value(variable)
-                if value is not None:
+                if value is not None and value is not inherited.get(
+                        id(variable)):
                     variable.assign(value)
         for loss in scope.losses:
             self.add_loss(loss)

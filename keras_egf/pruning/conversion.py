@@ -34,11 +34,13 @@ def _copy_weights(old, new):
         raise ValueError(f"Cannot copy the weights of layer {old.name!r} "
                          f"({len(source)} variables) into {new.name!r} "
                          f"({len(target)} variables).")
+    # Copies, not the same array: on JAX, a jitted step donates (deletes)
+    # the arrays of the model it runs, which the other model would share.
     for s, t in zip(source, target):
-        t.assign(s.value)
+        t.assign(keras.ops.copy(s.value))
     if masking.is_masked(old) and masking.is_masked(new):
         for s, t in zip(_mask_variables(old), _mask_variables(new)):
-            t.assign(s.value)
+            t.assign(keras.ops.copy(s.value))
 
 
 def _mask_variables(layer):

@@ -310,13 +310,13 @@ class DynamicSparsity(keras.callbacks.Callback):
         # dropped and grown again keeps its weight and state (unless
         # reinit_when_same).
         layer.kernel.assign(keras.ops.where(at, keras.ops.zeros((), layer.kernel.dtype),
-                                            layer.kernel))
+                                            layer.kernel.value))
         layer.mask.assign(new.reshape(shape).astype(layer.mask.dtype))
         optimizer = self.model.optimizer
         if optimizer.built:
             for slot in optimizer_slots(optimizer, layer.kernel):
                 reset = keras.ops.full((), slot_reset_value(optimizer, slot), slot.dtype)
-                slot.assign(keras.ops.where(at, reset, slot))
+                slot.assign(keras.ops.where(at, reset, slot.value))
         return int(grown.size), int(np.count_nonzero(flipped)) / old.size
 
     def _summarise(self, step, fraction, changes):
