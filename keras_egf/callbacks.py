@@ -242,6 +242,9 @@ class EGFCallback(keras.callbacks.Callback):
     def _summary_writer(self):
         if self._writer is None and self.log_dir:
             self._writer = tf.summary.create_file_writer(self.log_dir)
+            with self._writer.as_default(step=0):  # which backend measured
+                tf.summary.text("keras_backend", " ".join(
+                    backend_lib.description().values()))
         return self._writer
 
     def on_epoch_end(self, epoch, logs=None):

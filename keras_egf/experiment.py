@@ -69,10 +69,12 @@ def versions():
     import tensorflow as tf
 
     import keras_egf
+    from keras_egf import backend as backend_lib
 
     return {"python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "keras_egf": keras_egf.__version__,
-            "numpy": np.__version__, "platform": platform.platform()}
+            "numpy": np.__version__, "platform": platform.platform(),
+            **backend_lib.description()}
 
 
 def mask_digests(model):

@@ -179,6 +179,8 @@ def _worker(in_dir, out_dir):
                            "x": data["x"], "y": data["y"]}
         out = _flat(run_case(name, cases[name], out_dir))
         np.savez(os.path.join(out_dir, f"{name}.npz"), **out)
+    with open(os.path.join(out_dir, "versions.json"), "w") as f:
+        json.dump(_recorded_backend(out_dir), f)
     done = os.path.join(in_dir, "saved")
     for _ in range(6000):  # the parent trains the same cases meanwhile
         if os.path.exists(done):
@@ -188,6 +190,30 @@ def _worker(in_dir, out_dir):
         predictions = load_and_predict(
             os.path.join(in_dir, f"{name}.tensorflow.keras"), cases[name]["x"][0])
         np.save(os.path.join(out_dir, f"{name}.loaded.npy"), predictions)
+
+
+def _recorded_backend(tmp):
+    """What results.json's `versions` and the EGF callback's TensorBoard
+    log record of the backend (one epoch of a small masked model)."""
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator)
+
+    from keras_egf import experiment
+    from keras_egf.callbacks import EGFCallback
+    from keras_egf.pruning import UpdatePruningStep
+
+    model = _masked_model("Dense")
+    x, y = _batches("Dense")
+    log_dir = os.path.join(tmp, "tensorboard")
+    model.fit(x[0], y[0], epochs=1, verbose=0,
+              callbacks=[UpdatePruningStep(),  # prune_low_magnitude's schedule
+                         EGFCallback((x[0], y[0]), log_dir=log_dir)])
+    events = EventAccumulator(log_dir)
+    events.Reload()
+    text = events.Tensors("keras_backend")[0].tensor_proto.string_val[0]
+    versions = experiment.versions()
+    return {k: versions[k] for k in ("keras_backend", "keras_backend_version")
+            } | {"tensorboard": text.decode()}
 
 
 def _rel(a, b):
@@ -228,6 +254,8 @@ def both_backends(tmp_path_factory):
             jax_result = {k: data[k] for k in data.files}
         jax_result["loaded_predictions"] = np.load(
             out_dir / f"{name}.loaded.npy")
+        with open(out_dir / "versions.json") as f:
+            jax_result["versions"] = json.load(f)
         jax_result["loaded_by_tf"] = load_and_predict(
             str(out_dir / f"{name}.jax.keras"), cases[name]["x"][0])
         results[name] = (tf_results[name], jax_result)
@@ -271,6 +299,18 @@ def test_saved_on_one_backend_loads_on_the_other(both_backends, name):
                                tf_out["predictions"], **tol)
     np.testing.assert_allclose(jax_out["loaded_by_tf"],
                                jax_out["predictions"], **tol)
+
+
+def test_results_and_tensorboard_record_the_backend(both_backends, tmp_path):
+    import jax
+    import tensorflow as tf
+
+    assert _recorded_backend(str(tmp_path)) == {
+        "keras_backend": "tensorflow", "keras_backend_version": tf.__version__,
+        "tensorboard": f"tensorflow {tf.__version__}"}
+    assert both_backends["Dense"][1]["versions"] == {
+        "keras_backend": "jax", "keras_backend_version": jax.__version__,
+        "tensorboard": f"jax {jax.__version__}"}
 
 
 if __name__ == "__main__":

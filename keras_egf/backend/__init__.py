@@ -31,3 +31,19 @@ def get():
             f"keras.backend.backend()={backend!r}; set KERAS_BACKEND to "
             "tensorflow or jax.")
     return importlib.import_module(f"keras_egf.backend.{backend}")
+
+
+_LIBRARIES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch",
+              "numpy": "numpy", "openvino": "openvino"}
+
+
+def version():
+    """The version of the backend's own library (TensorFlow's, JAX's, ...)."""
+    library = importlib.import_module(_LIBRARIES.get(name(), name()))
+    return getattr(library, "__version__", "unknown")
+
+
+def description():
+    """{"keras_backend": name, "keras_backend_version": version}, what
+    results.json's `versions` and TensorBoard record."""
+    return {"keras_backend": name(), "keras_backend_version": version()}
