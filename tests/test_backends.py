@@ -63,9 +63,9 @@ def _plain_model(name):
 
 
 def _masked_model(name):
-    import keras_egf as ke
+    from keras_egf.pruning.conversion import masked_copy
 
-    model = ke.prune_low_magnitude(_plain_model(name))
+    model = masked_copy(_plain_model(name))  # masks all ones, no schedule
     model.gradient_flow_every = 1
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(
@@ -144,6 +144,34 @@ def run_case(name, case, out_dir):
         keras.mixed_precision.set_global_policy("float32")
 
 
+def run_pruning(case):
+    """From the Dense case's weights, masks and batches: SNIP, GraSP,
+    SynFlow and EGF scores (two batches), then RigL in `fit` (updates at
+    steps 4 and 8 from the stored effective-kernel gradients): the masks
+    and kernels after 12 steps."""
+    import keras_egf as ke
+    from keras_egf.pruning import DynamicSparsity, scores
+
+    model = _masked_model("Dense")
+    for v, w in zip(model.weights, case["weights"]):
+        v.assign(w)
+    x, y = case["x"], case["y"]
+    out = {}
+    for method in ("snip", "grasp", "synflow", "egf"):
+        found = getattr(scores, f"{method}_scores")(
+            model, batches=[(x[0], y[0]), (x[1], y[1])])
+        out.update({f"{method}/{k}": v for k, v in found.items()})
+    rigl = DynamicSparsity("rigl", update_every=4, drop_fraction=0.3,
+                           end_step=12, seed=0)
+    model.fit(x[:12].reshape(-1, *x.shape[2:]), y[:12].reshape(-1),
+              batch_size=BATCH, shuffle=False, verbose=0, callbacks=[rigl])
+    out["rigl_updates"] = np.array([step for step, _ in rigl.updates])
+    for e in ke.prunable_layers(model):
+        out[f"rigl_mask/{e.name}"] = np.asarray(e.mask.numpy())
+        out[f"rigl_kernel/{e.name}"] = np.asarray(e.kernel.numpy())
+    return out
+
+
 def load_and_predict(path, x):
     """Predictions of the model saved at `path` (another backend's)."""
     import keras_egf  # noqa: F401  (registers the masked classes)
@@ -179,6 +207,7 @@ def _worker(in_dir, out_dir):
                            "x": data["x"], "y": data["y"]}
         out = _flat(run_case(name, cases[name], out_dir))
         np.savez(os.path.join(out_dir, f"{name}.npz"), **out)
+    np.savez(os.path.join(out_dir, "pruning.npz"), **run_pruning(cases["Dense"]))
     with open(os.path.join(out_dir, "versions.json"), "w") as f:
         json.dump(_recorded_backend(out_dir), f)
     done = os.path.join(in_dir, "saved")
@@ -200,14 +229,12 @@ def _recorded_backend(tmp):
 
     from keras_egf import experiment
     from keras_egf.callbacks import EGFCallback
-    from keras_egf.pruning import UpdatePruningStep
 
     model = _masked_model("Dense")
     x, y = _batches("Dense")
     log_dir = os.path.join(tmp, "tensorboard")
     model.fit(x[0], y[0], epochs=1, verbose=0,
-              callbacks=[UpdatePruningStep(),  # prune_low_magnitude's schedule
-                         EGFCallback((x[0], y[0]), log_dir=log_dir)])
+              callbacks=[EGFCallback((x[0], y[0]), log_dir=log_dir)])
     events = EventAccumulator(log_dir)
     events.Reload()
     text = events.Tensors("keras_backend")[0].tensor_proto.string_val[0]
@@ -244,6 +271,7 @@ def both_backends(tmp_path_factory):
         try:
             tf_results = {name: run_case(name, case, str(in_dir))
                           for name, case in cases.items()}
+            tf_pruning = run_pruning(cases["Dense"])
         finally:
             (in_dir / "saved").touch()
         output, _ = worker.communicate(timeout=600)
@@ -259,6 +287,8 @@ def both_backends(tmp_path_factory):
         jax_result["loaded_by_tf"] = load_and_predict(
             str(out_dir / f"{name}.jax.keras"), cases[name]["x"][0])
         results[name] = (tf_results[name], jax_result)
+    with np.load(out_dir / "pruning.npz") as data:
+        results["pruning"] = (tf_pruning, {k: data[k] for k in data.files})
     return results
 
 
@@ -299,6 +329,18 @@ def test_saved_on_one_backend_loads_on_the_other(both_backends, name):
                                tf_out["predictions"], **tol)
     np.testing.assert_allclose(jax_out["loaded_by_tf"],
                                jax_out["predictions"], **tol)
+
+
+def test_pruning_scores_and_rigl_match(both_backends):
+    tf_out, jax_out = both_backends["pruning"]
+    assert sorted(tf_out) == sorted(jax_out)
+    assert list(tf_out["rigl_updates"]) == list(jax_out["rigl_updates"]) == [4, 8]
+    for key, value in tf_out.items():
+        if key.startswith("rigl_mask/") or key == "rigl_updates":
+            np.testing.assert_array_equal(jax_out[key], value, err_msg=key)
+        else:  # scores, and the kernels after RigL's 12 steps
+            assert np.count_nonzero(value) > 0, key
+            assert _rel(jax_out[key], value) <= RTOL, (key, _rel(jax_out[key], value))
 
 
 def test_results_and_tensorboard_record_the_backend(both_backends, tmp_path):
