@@ -86,6 +86,9 @@ def test_tfmot_side_reaches_the_same_sparsity_and_ratios(quick_run, tmp_path):
     assert theirs["keras"].startswith("2.")  # tf-keras
     assert {k: v["kept"] for k, v in theirs["layers"].items()} == {
         k: v["kept"] for k, v in ours["layers"].items()}
+    # keras-egf stores pruned weights as +0.0 (TFMOT's w * 0 keeps -0.0 for
+    # about half), so its float files compress at least as well: within 15 %
+    # below TFMOT's ratio, or above it.
     for label, ratio in tutorial.ratios(theirs["sizes"]).items():
-        assert tutorial.ratios(ours["sizes"])[label] == pytest.approx(ratio, rel=0.15)
+        assert tutorial.ratios(ours["sizes"])[label] >= 0.85 * ratio, label
     assert "| Conv2D | 108 | 22 | 22 |" in tutorial.report(ours, theirs)

@@ -115,10 +115,12 @@ def _define_help_flags(module):
         flags.DEFINE_flag(HelpFlag(name, short_name, full), module_name="absl.app")
 
 
-def run_binary(main):
+def run_binary(main, positional=False):
     """app.run(main), with flag errors exiting EXIT_BAD_INPUT like config
     errors (absl's own parser exits 1), and --help, --helpshort and
-    --helpfull listing the binary's own flags, exit 0 (`help_text`)."""
+    --helpfull listing the binary's own flags, exit 0 (`help_text`).
+    `positional`: the binary takes positional arguments (keras-egf-data's
+    `prepare NAME`); others refuse them in one line."""
     from absl import app
     from absl import flags
 
@@ -132,7 +134,8 @@ def run_binary(main):
             sys.stderr.write(f"{program}: error: {e}\n"
                              f"Pass --helpfull to see help on flags.\n")
             sys.exit(EXIT_BAD_INPUT)
-        if len(rest) > 1:  # absl's UsageError would print the whole help
+        if len(rest) > 1 and not positional:  # absl's UsageError would print
+            # the whole help
             listed = " ".join(repr(a) for a in rest[1:])
             sys.stderr.write(
                 f"{program}: error: unexpected argument {listed}: the binary "

@@ -71,7 +71,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
-    run_binary(main)
+    run_binary(main, positional=True)
 
 
 if __name__ == "__main__":
