@@ -12,6 +12,7 @@ pruned weights stay exactly 0 on both; a model saved on one backend loads
 on the other with the same predictions.
 """
 
+import fcntl
 import json
 import os
 import subprocess
@@ -186,9 +187,10 @@ def load_and_predict(path, x):
 
 
 def _flat(out):
-    """One dict of arrays (npz) from run_case's result."""
+    """One dict of arrays (npz) from run_case's result: g0.., w0.. for the
+    lists."""
     flat = {k: np.asarray(out[k]) for k in ("fixed", "steps", "predictions",
-                                            "pruned_nonzero", "moved")}
+                                            "pruned_nonzero", "moved", "paths")}
     flat.update({f"g{i}": g for i, g in enumerate(out["g"])})
     flat.update({f"w{i}": w for i, w in enumerate(out["weights"])})
     return flat
@@ -250,14 +252,13 @@ def _rel(a, b):
     return np.linalg.norm(a - b) / scale if scale else np.linalg.norm(a)
 
 
-@pytest.fixture(scope="module")
-def both_backends(tmp_path_factory):
-    """{case: (TF result, JAX result)}: the JAX run in one subprocess,
-    alongside this process's TF run of the same cases."""
-    pytest.importorskip("jax")
-    assert keras.backend.backend() == "tensorflow"
-    in_dir = tmp_path_factory.mktemp("tensorflow")
-    out_dir = tmp_path_factory.mktemp("jax")
+def _run_both(root):
+    """Runs every case on TF here and on JAX in one subprocess alongside;
+    writes root/tensorflow/*.npz (TF's results, JAX's models loaded here)
+    and root/jax/*.npz (JAX's results, TF's models loaded there)."""
+    in_dir, out_dir = root / "tensorflow", root / "jax"
+    in_dir.mkdir()
+    out_dir.mkdir()
     cases = {name: spec(name) for name in CASES}
     for name, case in cases.items():
         np.savez(in_dir / f"{name}.npz", x=case["x"], y=case["y"],
@@ -269,34 +270,69 @@ def both_backends(tmp_path_factory):
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True) as worker:
         try:
-            tf_results = {name: run_case(name, case, str(in_dir))
+            tf_results = {name: _flat(run_case(name, case, str(in_dir)))
                           for name, case in cases.items()}
             tf_pruning = run_pruning(cases["Dense"])
         finally:
             (in_dir / "saved").touch()
         output, _ = worker.communicate(timeout=600)
     assert worker.returncode == 0, output[-4000:]
+    for name, result in tf_results.items():
+        result["loaded_jax_model"] = load_and_predict(
+            str(out_dir / f"{name}.jax.keras"), cases[name]["x"][0])
+        np.savez(in_dir / f"result_{name}.npz", **result)
+    np.savez(in_dir / "result_pruning.npz", **tf_pruning)
+
+
+def _load(path):
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="module")
+def both_backends(tmp_path_factory):
+    """{case: (TF result, JAX result)}. Computed once per session: under
+    pytest -n, the first worker to get here runs both backends while the
+    others wait on a lock, then every worker reads the files."""
+    pytest.importorskip("jax")
+    assert keras.backend.backend() == "tensorflow"
+    shared = os.environ.get("PYTEST_XDIST_WORKER") is not None
+    base = (tmp_path_factory.getbasetemp().parent if shared
+            else tmp_path_factory.mktemp("backends"))
+    root = base / "test_backends"
+    with open(base / "test_backends.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            if root.exists():
+                raise RuntimeError(f"An earlier run of both backends in {root} "
+                                   "failed (see its first error).")
+            root.mkdir()
+            _run_both(root)
+            (root / "done").touch()
     results = {}
     for name in CASES:
-        with np.load(out_dir / f"{name}.npz") as data:
-            jax_result = {k: data[k] for k in data.files}
-        jax_result["loaded_predictions"] = np.load(
-            out_dir / f"{name}.loaded.npy")
-        with open(out_dir / "versions.json") as f:
-            jax_result["versions"] = json.load(f)
-        jax_result["loaded_by_tf"] = load_and_predict(
-            str(out_dir / f"{name}.jax.keras"), cases[name]["x"][0])
-        results[name] = (tf_results[name], jax_result)
-    with np.load(out_dir / "pruning.npz") as data:
-        results["pruning"] = (tf_pruning, {k: data[k] for k in data.files})
+        jax_result = _load(root / "jax" / f"{name}.npz")
+        jax_result["loaded_tf_model"] = np.load(
+            root / "jax" / f"{name}.loaded.npy")
+        results[name] = (_load(root / "tensorflow" / f"result_{name}.npz"),
+                         jax_result)
+    results["pruning"] = (_load(root / "tensorflow" / "result_pruning.npz"),
+                          _load(root / "jax" / "pruning.npz"))
+    with open(root / "jax" / "versions.json") as f:
+        results["jax_versions"] = json.load(f)
     return results
+
+
+def _each(out, prefix):
+    """out[prefix + "0"], out[prefix + "1"], ... (a list run_case made)."""
+    return [out[f"{prefix}{i}"] for i in range(len(out)) if f"{prefix}{i}" in out]
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_jax_matches_tensorflow(both_backends, name):
     tf_out, jax_out = both_backends[name]
     report = {}
-    for i, g in enumerate(tf_out["g"]):  # g_l, pruned positions included
+    for i, g in enumerate(_each(tf_out, "g")):  # g_l, pruned positions included
         report[f"g_{i}"] = _rel(jax_out[f"g{i}"], g)
         assert np.count_nonzero(g) > 0
     report["fixed-batch gf/EGF"] = _rel(jax_out["fixed"], tf_out["fixed"])
@@ -307,7 +343,7 @@ def test_jax_matches_tensorflow(both_backends, name):
     for j, key in enumerate(("loss", "gf_1", "gf_2", "egf_1", "egf_2")):
         report[f"steps {key}"] = _rel(jax_out["steps"][:, j],
                                       tf_out["steps"][:, j])
-    for i, (path, w) in enumerate(zip(tf_out["paths"], tf_out["weights"])):
+    for i, (path, w) in enumerate(zip(tf_out["paths"], _each(tf_out, "w"))):
         if path not in NOISE_ONLY:
             report[f"weight {path}"] = _rel(jax_out[f"w{i}"], w)
     worst = max(report, key=report.get)
@@ -325,9 +361,9 @@ def test_saved_on_one_backend_loads_on_the_other(both_backends, name):
     tol = ({"rtol": 2e-3, "atol": 1e-4} if name == "mixed_float16"
            else {"rtol": 1e-5, "atol": 1e-6})
     # JAX loaded TF's file, TF loaded JAX's: each predicts as its saver did.
-    np.testing.assert_allclose(jax_out["loaded_predictions"],
+    np.testing.assert_allclose(jax_out["loaded_tf_model"],
                                tf_out["predictions"], **tol)
-    np.testing.assert_allclose(jax_out["loaded_by_tf"],
+    np.testing.assert_allclose(tf_out["loaded_jax_model"],
                                jax_out["predictions"], **tol)
 
 
@@ -350,7 +386,7 @@ def test_results_and_tensorboard_record_the_backend(both_backends, tmp_path):
     assert _recorded_backend(str(tmp_path)) == {
         "keras_backend": "tensorflow", "keras_backend_version": tf.__version__,
         "tensorboard": f"tensorflow {tf.__version__}"}
-    assert both_backends["Dense"][1]["versions"] == {
+    assert both_backends["jax_versions"] == {
         "keras_backend": "jax", "keras_backend_version": jax.__version__,
         "tensorboard": f"jax {jax.__version__}"}
 
