@@ -80,11 +80,11 @@ def _kept(layer):
     fresh copy with its weights, or, where its config cannot rebuild it
     (custom layers whose weights appear on first call, or without
     `**kwargs`), the layer itself, shared (as TFMOT does)."""
-    if _is_keras_class(type(layer)):
-        return _rebuild(layer, type(layer))
     try:
         return _rebuild(layer, type(layer))
     except (TypeError, ValueError):
+        if _is_keras_class(type(layer)):
+            raise
         return layer
 
 
