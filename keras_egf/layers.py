@@ -101,14 +101,6 @@ class MaskedKernelMixin(PruningOptionsMixin):
             dtype=self.mask_dtype,
         )
 
-    def _check_plain_kernel(self, kwargs):
-        for name in ("lora_rank", "quantization_config"):
-            if kwargs.get(name) is not None:
-                raise ValueError(
-                    f"{type(self).__name__} does not support `{name}`. "
-                    f"Received: {name}={kwargs[name]!r}"
-                )
-
     def effective_kernel(self):
         """Returns the kernel used in the forward pass, kernel * mask."""
         mode = current_mask_product_mode()
@@ -154,20 +146,6 @@ class MaskedKernelMixin(PruningOptionsMixin):
         """Fraction of kernel entries pruned (mask 0)."""
         total = int(np.prod(self.kernel.shape))
         return 1.0 - self.active_weights / total
-
-    # Dense and Conv2D save their variables through a quantization-aware
-    # spec that knows nothing of the mask: use the plain Layer behaviour,
-    # which saves every variable (kernel, bias, mask) in order.
-    def save_own_variables(self, store):
-        keras.layers.Layer.save_own_variables(self, store)
-
-    def load_own_variables(self, store):
-        keras.layers.Layer.load_own_variables(self, store)
-
-    def quantize(self, *args, **kwargs):
-        raise NotImplementedError(
-            f"{type(self).__name__} cannot be quantized."
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_egf")

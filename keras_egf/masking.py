@@ -47,10 +47,7 @@ class MaskedWeightsMixin(PruningOptionsMixin):
     def __init__(self, *args, mask_dtype=layers_lib.DEFAULT_MASK_DTYPE,
                  pruning_schedule=None, sparsity_m_by_n=None,
                  block_size=(1, 1), block_pooling_type="AVG", **kwargs):
-        for name in ("lora_rank", "quantization_config"):
-            if kwargs.get(name) is not None:
-                raise ValueError(f"{type(self).__name__} does not support "
-                                 f"`{name}`. Received: {name}={kwargs[name]!r}")
+        self._check_plain_kernel(kwargs)
         self._set_pruning_options(mask_dtype, pruning_schedule,
                                   sparsity_m_by_n, block_size,
                                   block_pooling_type)
@@ -112,15 +109,6 @@ class MaskedWeightsMixin(PruningOptionsMixin):
         for loss in scope.losses:
             self.add_loss(loss)
         return outputs
-
-    def save_own_variables(self, store):
-        keras.layers.Layer.save_own_variables(self, store)
-
-    def load_own_variables(self, store):
-        keras.layers.Layer.load_own_variables(self, store)
-
-    def quantize(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__} cannot be quantized.")
 
 
 def mask_in_place(layer, options):

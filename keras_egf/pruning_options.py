@@ -80,6 +80,30 @@ class PruningOptionsMixin:
                 f"2-dimensional weights; layer {self.name!r} has {bad}. "
                 f"Received: block_size={tuple(self.block_size)}")
 
+    def _check_plain_kernel(self, kwargs):
+        """Masks need the plain weights: no LoRA, no quantization."""
+        for name in ("lora_rank", "quantization_config"):
+            if kwargs.get(name) is not None:
+                raise ValueError(
+                    f"{type(self).__name__} does not support `{name}`. "
+                    f"Received: {name}={kwargs[name]!r}")
+
+    # Dense, EinsumDense, Embedding (and Conv) save their variables through
+    # a quantization-aware spec that knows nothing of masks: use the plain
+    # Layer behaviour, which saves every own variable (masks too) in order.
+    def save_own_variables(self, store):
+        import keras
+
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        import keras
+
+        keras.layers.Layer.load_own_variables(self, store)
+
+    def quantize(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} cannot be quantized.")
+
     def _pruning_config(self, config):
         from keras_egf.pruning import schedules as schedules_lib
 
