@@ -2,7 +2,6 @@
 building dense/sparse networks with exactly equal per-layer capacity."""
 
 import collections
-import math
 
 import keras
 import numpy as np
@@ -11,6 +10,7 @@ from keras_egf import architectures
 from keras_egf import initializers as init_lib
 from keras_egf import layers as layers_lib
 from keras_egf import pruning as pruning_lib
+from keras_egf import validation
 from keras_egf.architectures.common import check_num_classes
 from keras_egf._warnings import warn
 from keras_egf.model import MaskedModel
@@ -43,13 +43,8 @@ def active_weights(model):
 
 def sparse_widths(hidden_widths, sparse_width_multiplier):
     """Sparse widths: round(multiplier * dense width), multiplier >= 1."""
-    m = sparse_width_multiplier
-    if isinstance(m, bool) or not isinstance(m, (int, float, np.number)) or \
-            not math.isfinite(m) or m < 1:
-        raise ValueError(
-            "sparse_width_multiplier must be a finite number >= 1. "
-            f"Received: sparse_width_multiplier={m!r}"
-        )
+    m = validation.number_in("sparse_width_multiplier",
+                             sparse_width_multiplier, 1)
     return [int(round(m * w)) for w in architectures.check_widths(hidden_widths)]
 
 
@@ -136,6 +131,23 @@ def dense_equivalent(model):
     count, with `exact` False where they differ (logged as warnings). Where
     the rounded widths cannot meet at a merge, a ValueError names it.
     """
+    prunable = _check_dense_sizable(model)
+    report = []
+    call = _dense_twin_call(prunable, active_weights(model), report)
+    functional = keras.Model(model.inputs, model.outputs)  # Sequential too
+    clone = keras.models.clone_model(functional, clone_function=lambda l: l,
+                                     call_function=call)
+    for r in report:
+        if not r.exact:
+            warn(f"dense_equivalent: layer {r.name!r} has {r.sparse_active} "
+                 f"active sparse weights but its dense twin has {r.dense_weights}.")
+    dense = MaskedModel(inputs=clone.inputs, outputs=clone.outputs,
+                        name=f"{model.name}_dense")
+    return DenseEquivalent(dense, report, all(r.exact for r in report))
+
+
+def _check_dense_sizable(model):
+    """The model's prunable layers, all Dense or Conv2D (ValueError if not)."""
     prunable = layers_lib.prunable_layers(model)
     if not prunable:
         raise ValueError(f"Model {model.name!r} has no Dense/Conv2D layers.")
@@ -145,10 +157,15 @@ def dense_equivalent(model):
             "dense_equivalent sizes Dense and Conv2D layers (units, filters "
             f"from active weights); model {model.name!r} also prunes {other}, "
             "whose dense width is not defined by an active count.")
-    counts = active_weights(model)
+    return prunable
+
+
+def _dense_twin_call(prunable, counts, report):
+    """The `call_function` of `keras.models.clone_model` that makes the
+    dense twin: prunable layers re-sized to their active counts (appended
+    to `report`), other layers re-created from their configs."""
     names = {l.name for l in prunable}
     last = prunable[-1].name
-    report = []
 
     def call(layer, *args, **kwargs):
         if layer.name not in names:
@@ -175,14 +192,4 @@ def dense_equivalent(model):
                                     active == dense_weights))
         return cls.from_config(config)(x, **kwargs)
 
-    functional = keras.Model(model.inputs, model.outputs)  # Sequential too
-    clone = keras.models.clone_model(functional, clone_function=lambda l: l,
-                                     call_function=call)
-    exact = all(r.exact for r in report)
-    for r in report:
-        if not r.exact:
-            warn(f"dense_equivalent: layer {r.name!r} has {r.sparse_active} "
-                 f"active sparse weights but its dense twin has {r.dense_weights}.")
-    dense = MaskedModel(inputs=clone.inputs, outputs=clone.outputs,
-                        name=f"{model.name}_dense")
-    return DenseEquivalent(dense, report, exact)
+    return call

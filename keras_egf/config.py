@@ -1,24 +1,44 @@
 """The comparison config: every setting of one SC-SDC run, declared once.
 
-Each field of `ComparisonConfig` carries its default, help text and choices
-(`dataclasses.field` metadata); the training binary's flags
-(`trainers/train.py`) and the grid's value types (`keras_egf.grid`) are
-derived from these fields, and `validate` checks them all.
+Each field of `ComparisonConfig` carries its default, help text and rule
+(`setting`: what its value must be, and, for the few settings checked
+together, `Relation`s to the settings they read). The training binary's
+flags (`trainers/train.py`: their help and choices), the grid's value types
+(`keras_egf.grid`) and `ComparisonConfig.validate` are derived from these
+fields. Named choices (optimizer, architecture, pruning method, sparse
+training) are read from their registries when used, so a name registered
+after import is accepted everywhere. The config answers the questions its
+settings imply (`batch_norm`, `skip_connections`, `augmentation`,
+`l2_factor`, `model_names`, `skip_without_effect`), so no other module reads
+regulariser strings.
 """
 
 import dataclasses
-import math
 import reprlib
 
-import numpy as np
-
-from keras_egf.architectures import ACTIVATIONS, ARCHITECTURE_NAMES
+from keras_egf import validation
+from keras_egf.architectures import ACTIVATIONS, ARCHITECTURES
+from keras_egf.architectures.wrn import blocks_per_group
 from keras_egf.data import DATASETS
 from keras_egf.model import DEFAULT_GRADIENT_FLOW_EVERY
-from keras_egf.pruning import all_pruning_method_names
-from keras_egf.pruning.dynamic import METHODS as DYNAMIC_SPARSITY_METHODS
+from keras_egf.optimizers import OPTIMIZERS  # noqa: F401  (re-exported)
+from keras_egf.pruning import PRUNING_METHODS  # noqa: F401  (re-exported)
+from keras_egf.pruning import dynamic
+from keras_egf.settings import (  # noqa: F401  (SettingError, setting re-exported)
+    POSITIVE_INT,
+    Relation,
+    Rule,
+    SettingError,
+    at_least,
+    check_setting,
+    in_interval,
+    one_of,
+    registered,
+    setting,
+)
 
-OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
+# OPTIMIZERS, PRUNING_METHODS and ARCHITECTURES are registries: iterating
+# one gives the names registered now.
 REGULARIZERS = ("l2", "da", "sc", "bn")
 # The regularisers have two spellings, both accepted everywhere (the
 # --regularizers flag, grid files, ComparisonConfig): the names above in a
@@ -28,10 +48,20 @@ NO_REGULARIZERS = "NR"
 MAX_SEED = 2**32 - 1  # numpy.random.seed's largest, which Keras seeds
 DEFAULT_EGF_POINTS = 5  # or `epochs`, when fewer
 MODEL_CHOICES = ("both", "sparse", "dense")
-PRUNING_METHODS = tuple(all_pruning_method_names())  # the pruning registry
 EGF_DATA = ("train", "test")
-SPARSE_TRAINING = ("static",) + DYNAMIC_SPARSITY_METHODS
 DATASET_NAMES = tuple(sorted(DATASETS))
+
+
+def _dynamic_methods():
+    """The dynamic sparse training methods (`keras_egf.pruning.dynamic`),
+    read when called: the one place the config names them."""
+    return dynamic.METHODS
+
+
+def sparse_training_modes():
+    """The `sparse_training` choices now: "static", then the dynamic sparse
+    training methods."""
+    return ("static",) + tuple(_dynamic_methods())
 
 
 def parse_regularizers(value):
@@ -61,10 +91,63 @@ def regularizer_label(regularizers):
     return "_".join(r.upper() for r in regularizers) or NO_REGULARIZERS
 
 
-def setting(default, help, choices=None):
-    """A config field with its help text and (optional) allowed values."""
-    return dataclasses.field(default=default,
-                             metadata={"help": help, "choices": choices})
+def _seed(name, value):
+    if not validation.is_int(value) or not 0 <= value <= MAX_SEED:
+        validation.fail(name, "an integer in [0, 2**32 - 1] (NumPy's seed "
+                        "range)", value)
+    return value
+
+
+def _regularizers(name, value):
+    """`value` parsed (`parse_regularizers`): known names, each once."""
+    names = parse_regularizers(value)
+    shown = value if isinstance(value, str) else ",".join(map(str, value))
+    for r in names:
+        if r not in REGULARIZERS:
+            validation.fail(name, f"a comma list of {list(REGULARIZERS)} or a "
+                            "label such as 'NR', 'BN', 'SC_BN', 'DA_L2_SC_BN' "
+                            f"(unknown regularizer {r!r})", shown)
+    repeated = sorted({r for r in names if names.count(r) > 1})
+    if repeated:
+        validation.fail(name, "a list naming each regularizer once ("
+                        f"{', '.join(repeated)} named twice)", shown)
+    return names
+
+
+def _sc_needs_skip_option(config):
+    if config.skip_connections and \
+            not ARCHITECTURES.get(config.arch).skip_option:
+        archs = [n for n in ARCHITECTURES if ARCHITECTURES[n].skip_option]
+        where = f"arch={archs[0]!r}" if len(archs) == 1 else f"arch in {archs}"
+        validation.fail("regularizers", f"without sc for arch={config.arch!r}: "
+                        f"sc (skip connections) applies to {where} only (the "
+                        "cnn has none, a wrn has its own)",
+                        ",".join(config.regularizers))
+
+
+def _sparse_width_of_mlp(config):
+    width = config.sparse_width
+    if width is None:
+        return
+    if not validation.is_int(width) or width < config.dense_width:
+        validation.fail("sparse_width", "an integer >= dense_width="
+                        f"{config.dense_width} (or None to use "
+                        "sparse_width_multiplier)", width)
+    if config.arch != "mlp":
+        validation.fail("sparse_width", "None for arch="
+                        f"{config.arch!r} (it applies to arch='mlp' only; use "
+                        "sparse_width_multiplier)", width)
+
+
+def _wrn_depth(config):
+    if config.arch == "wrn":
+        blocks_per_group(config.wrn_depth, "wrn_depth")
+
+
+def _egf_points_within_epochs(config):
+    if config.egf_points > config.epochs:
+        validation.fail("egf_points", f"<= epochs={config.epochs}",
+                        config.egf_points)
 
 
 def fields():
@@ -109,15 +192,6 @@ def short_repr(value):
     return _SHORT.repr(value)
 
 
-# The only settings `ComparisonConfig.validate`'s checks of two or more
-# settings together read (sc and sparse_width need arch='mlp', sparse_width
-# >= dense_width, wrn_depth for arch='wrn', egf_points <= epochs); every
-# other check reads one setting. `keras_egf.grid` validates a grid's axes
-# one value at a time and only the combinations of these together: keep it
-# in step with `validate`.
-COMBINED_CHECKS = ("regularizers", "arch", "dense_width", "sparse_width",
-                   "wrn_depth", "egf_points", "epochs")
-
 def recorded_problems(config, required=()):
     """Why `config`, a results.json's config object, is not a config
     keras-egf wrote: a list of "config.NAME: what" strings ([] if none).
@@ -138,8 +212,8 @@ def recorded_problems(config, required=()):
     if not out:
         try:
             ComparisonConfig(**known).validate()
-        except ValueError as e:
-            out.append(f"config.{e}")
+        except SettingError as e:
+            out.append(f"config.{e.setting}: {e}")
     return out
 
 
@@ -149,148 +223,144 @@ class ComparisonConfig:
     dataset: str = setting("mnist5k", "Dataset (tfds ones must be prepared "
                            "once, on a connected machine: keras-egf-data "
                            "prepare NAME --data_dir=DIR).",
-                           choices=DATASET_NAMES)
+                           one_of(DATASET_NAMES))
     optimizer: str = setting("adam", "Optimizer (momentum = SGD with momentum "
-                             "0.9).", choices=OPTIMIZERS)
-    learning_rate: float = setting(0.001, "Learning rate (> 0).")
+                             "0.9).", registered(OPTIMIZERS))
+    learning_rate: float = setting(0.001, "Learning rate.",
+                                   at_least(0, low_open=True))
     regularizers: tuple = setting(
         (), "Comma list of l2, da, sc, bn, or the grids' label (NR, L2, BN, "
         "SC_BN, DA_L2_SC_BN, ...); any case; empty or NR = none.",
-        choices=REGULARIZERS)
-    weight_decay: float = setting(5e-4, "L2 factor (l2) and AdamW's decay.")
+        Rule(lambda: "known regularizers, each once", _regularizers,
+             stores=True),
+        Relation(("arch",), _sc_needs_skip_option))
+    weight_decay: float = setting(5e-4, "L2 factor (l2) and AdamW's decay.",
+                                  at_least(0))
     arch: str = setting("mlp", "Architecture: mlp (--depth x --dense_width), "
                         "cnn (conv 32-64-64-128 + dense head 128, times "
                         "--widen_factor) or wrn (Wide ResNet --wrn_depth-"
-                        "--widen_factor).", choices=ARCHITECTURE_NAMES)
-    depth: int = setting(1, "Number of hidden layers of the MLP (>= 1).")
-    dense_width: int = setting(308, "Hidden width of the dense model.")
+                        "--widen_factor).", registered(ARCHITECTURES))
+    depth: int = setting(1, "Number of hidden layers of the MLP.", POSITIVE_INT)
+    dense_width: int = setting(308, "Hidden width of the dense model.",
+                               POSITIVE_INT)
     sparse_width_multiplier: float = setting(
-        2.0, "Sparse width = multiplier x dense width (>= 1).")
+        2.0, "Sparse width = multiplier x dense width.", at_least(1))
     sparse_width: int = setting(
         None, "Sparse hidden width; overrides --sparse_width_multiplier (the "
-        "paper's grids keep one sparse width, ~3076, across dense widths).")
-    wrn_depth: int = setting(16, "Wide ResNet depth (6n + 4: 16, 28, ...).")
+        "paper's grids keep one sparse width, ~3076, across dense widths).",
+        relation=Relation(("arch", "dense_width"), _sparse_width_of_mlp))
+    wrn_depth: int = setting(16, "Wide ResNet depth (6n + 4: 16, 28, ...).",
+                             relation=Relation(("arch",), _wrn_depth))
     widen_factor: int = setting(1, "Channel multiplier of the dense cnn/wrn "
-                                "(WRN-16-4: --wrn_depth=16 --widen_factor=4).")
-    activation: str = setting("relu", "Hidden activation.", choices=ACTIVATIONS)
-    epochs: int = setting(5, "Training epochs (>= 1).")
-    batch_size: int = setting(128, "Batch size (>= 1).")
-    seed: int = setting(0, "Seed of masks, init and data order.")
+                                "(WRN-16-4: --wrn_depth=16 --widen_factor=4).",
+                                POSITIVE_INT)
+    activation: str = setting("relu", "Hidden activation.", one_of(ACTIVATIONS))
+    epochs: int = setting(5, "Training epochs.", POSITIVE_INT)
+    batch_size: int = setting(128, "Batch size.", POSITIVE_INT)
+    seed: int = setting(0, "Seed of masks, init and data order.",
+                        Rule(lambda: "an integer in [0, 2**32 - 1]", _seed))
     pruning: str = setting("random", "Pruning method of the sparse model: "
                            "which weights each layer keeps (the capacity plan "
-                           "fixes how many).", choices=PRUNING_METHODS)
+                           "fixes how many).", registered(PRUNING_METHODS))
     sparse_training: str = setting(
         "static", "Sparse model's masks during training: static (fixed), "
         "set (drop smallest, grow random) or rigl (drop smallest, grow "
-        "largest gradient), per layer, counts kept.", choices=SPARSE_TRAINING)
-    dst_update_every: int = setting(100, "Steps between set/rigl mask updates.")
+        "largest gradient), per layer, counts kept.",
+        one_of(sparse_training_modes,
+               getattr(_dynamic_methods(), "register_with", None)))
+    dst_update_every: int = setting(100, "Steps between set/rigl mask updates.",
+                                    POSITIVE_INT)
     dst_drop_fraction: float = setting(
         0.3, "Initial fraction of active weights a set/rigl update replaces "
-        "(cosine decay to 0 at 75 % of training).")
+        "(cosine decay to 0 at 75 % of training).",
+        in_interval(0, 1, low_open=True))
     pruning_batches: int = setting(1, "Training batches the data-driven "
-                                   "pruning methods (snip, grasp, egf) score on.")
+                                   "pruning methods (snip, grasp, egf) score "
+                                   "on.", POSITIVE_INT)
     egf_points: int = setting(
         None, "Epochs at which EGF is measured on a fixed batch set, spread "
-        f"evenly (1..epochs; default: min({DEFAULT_EGF_POINTS}, epochs)).")
-    egf_batches: int = setting(4, "Batches in the fixed EGF batch set.")
+        f"evenly (1..epochs; default: min({DEFAULT_EGF_POINTS}, epochs)).",
+        POSITIVE_INT, Relation(("epochs",), _egf_points_within_epochs))
+    egf_batches: int = setting(4, "Batches in the fixed EGF batch set.",
+                               POSITIVE_INT)
     egf_data: str = setting("train", "Data of the fixed EGF batch set.",
-                            choices=EGF_DATA)
+                            one_of(EGF_DATA))
     gradient_flow_every: int = setting(
         DEFAULT_GRADIENT_FLOW_EVERY, "Per-step gf/EGF (History, TensorBoard "
-        "epoch_* scalars) on each epoch's steps 0, N, 2N, ... (>= 1; 1 = every "
-        "step). The fixed-batch EGF points (--egf_points) are not affected.")
+        "epoch_* scalars) on each epoch's steps 0, N, 2N, ... (1 = every "
+        "step). The fixed-batch EGF points (--egf_points) are not affected.",
+        POSITIVE_INT)
     data_dir: str = setting(None, "tensorflow-datasets data_dir.")
     jit_compile: bool = setting(False, "Compile training steps with XLA.")
-    models: str = setting("both", "Models to train.", choices=MODEL_CHOICES)
+    models: str = setting("both", "Models to train.", one_of(MODEL_CHOICES))
 
     def validate(self):
-        """Raises ValueError naming the first bad field and its value."""
-        def bad(name, why):
-            raise ValueError(f"{name}={getattr(self, name)!r}: {why}")
-
-        def choice(name, options):
-            if getattr(self, name) not in options:
-                bad(name, f"must be one of {list(options)}")
-
-        def positive_int(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                bad(name, "must be an integer >= 1")
-
-        for f in fields():
-            if f.metadata["choices"] and f.type is not tuple:
-                choice(f.name, f.metadata["choices"])
-        given = self.regularizers
-        self.regularizers = parse_regularizers(given)
-        for r in self.regularizers:
-            if r not in REGULARIZERS:
-                shown = given if isinstance(given, str) else ",".join(map(str, given))
-                raise ValueError(
-                    f"regularizers={shown!r}: unknown regularizer {r!r}; use a "
-                    f"comma list of {list(REGULARIZERS)} or a label such as "
-                    f"'NR', 'BN', 'SC_BN', 'DA_L2_SC_BN'")
-        repeated = sorted({r for r in self.regularizers
-                           if self.regularizers.count(r) > 1})
-        if repeated:
-            shown = given if isinstance(given, str) else ",".join(map(str, given))
-            raise ValueError(f"regularizers={shown!r}: {', '.join(repeated)} "
-                             "named twice")
-        lr = self.learning_rate
-        if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-            bad("learning_rate", "must be a finite number > 0")
-        wd = self.weight_decay
-        if not isinstance(wd, (int, float)) or not math.isfinite(wd) or wd < 0:
-            bad("weight_decay", "must be a finite number >= 0")
-        e = self.epochs
-        if self.egf_points is None and isinstance(e, (int, np.integer)) and \
-                not isinstance(e, bool) and e >= 1:
-            self.egf_points = min(DEFAULT_EGF_POINTS, int(e))
-        for name in ("depth", "dense_width", "epochs", "batch_size", "widen_factor",
-                     "egf_points", "egf_batches", "gradient_flow_every",
-                     "dst_update_every",
-                     "pruning_batches"):
-            positive_int(name)
-        s = self.seed
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or \
-                not 0 <= s <= MAX_SEED:
-            bad("seed", "must be an integer in [0, 2**32 - 1] (NumPy's seed "
-                "range)")
-        m = self.sparse_width_multiplier
-        if not isinstance(m, (int, float)) or not math.isfinite(m) or m < 1:
-            bad("sparse_width_multiplier", "must be a finite number >= 1")
-        if self.sparse_width is not None:
-            v = self.sparse_width
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or \
-                    v < self.dense_width:
-                bad("sparse_width", f"must be an integer >= dense_width="
-                    f"{self.dense_width} (or None to use the multiplier)")
-        f = self.dst_drop_fraction
-        if not isinstance(f, (int, float)) or not math.isfinite(f) or not 0 < f <= 1:
-            bad("dst_drop_fraction", "must be in (0, 1]")
-        if self.arch != "mlp":
-            if "sc" in self.regularizers:
-                bad("regularizers", f"sc (skip connections) applies to "
-                    f"arch='mlp' only (the cnn has none, a wrn has its own); "
-                    f"arch={self.arch!r}")
-            if self.sparse_width is not None:
-                bad("sparse_width", f"applies to arch='mlp' only; use "
-                    f"--sparse_width_multiplier for arch={self.arch!r}")
-        if self.arch == "wrn":
-            from keras_egf.architectures.wrn import blocks_per_group
-            positive_int("wrn_depth")
-            try:
-                blocks_per_group(self.wrn_depth)
-            except ValueError:
-                bad("wrn_depth", "must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...)")
-        if self.egf_points > self.epochs:
-            bad("egf_points", f"must be <= epochs={self.epochs}")
+        """Checks every setting against its rule, then the settings checked
+        together (`Relation`s); raises `SettingError` (a ValueError) naming
+        the first bad setting and its value. Fills egf_points's default and
+        parses the regularisers. Returns self."""
+        self._fill_defaults()
+        for field in fields():
+            rule = field.metadata["rule"]
+            if rule is not None:
+                value = check_setting(field.name, rule.check, field.name,
+                                      getattr(self, field.name))
+                if rule.stores:
+                    setattr(self, field.name, value)
+        for field in fields():
+            relation = field.metadata["relation"]
+            if relation is not None:
+                check_setting(field.name, relation.check, self)
         return self
+
+    def _fill_defaults(self):
+        """egf_points: min(DEFAULT_EGF_POINTS, epochs) when not given (and
+        epochs is valid; if not, its check names it)."""
+        e = self.epochs
+        if self.egf_points is None and validation.is_int(e) and e >= 1:
+            self.egf_points = min(DEFAULT_EGF_POINTS, int(e))
+
+    def _regularizer_names(self):
+        return parse_regularizers(self.regularizers)
+
+    @property
+    def batch_norm(self):
+        """Whether the models have BatchNorm (regulariser bn)."""
+        return "bn" in self._regularizer_names()
+
+    @property
+    def skip_connections(self):
+        """Whether the MLPs have skip connections (regulariser sc)."""
+        return "sc" in self._regularizer_names()
+
+    @property
+    def augmentation(self):
+        """Whether training batches are augmented (regulariser da)."""
+        return "da" in self._regularizer_names()
+
+    @property
+    def l2_factor(self):
+        """The kernels' L2 factor: weight_decay with regulariser l2, else 0."""
+        return self.weight_decay if "l2" in self._regularizer_names() else 0.0
+
+    @property
+    def model_names(self):
+        """The models the run trains, in order: ("sparse", "dense") for
+        models="both", else (models,)."""
+        return ("sparse", "dense") if self.models == "both" else (self.models,)
+
+    @property
+    def skip_without_effect(self):
+        """Whether sc is asked for where it adds nothing: skip connections
+        join equal-width hidden layers, so a 1-hidden-layer MLP has none and
+        the run equals the one without sc (the grid leaves such points out;
+        a run warns)."""
+        return self.skip_connections and self.arch == "mlp" and self.depth == 1
 
     def dense_widths(self):
         """The dense network's widths: an MLP's hidden widths, a convnet's
         channels (keras_egf.architectures)."""
-        from keras_egf.architectures import get_architecture
-        return get_architecture(self.arch).dense_widths(
+        return ARCHITECTURES.get(self.arch).dense_widths(
             self.depth, self.dense_width, self.widen_factor, self.wrn_depth)
 
     def effective_multiplier(self):
@@ -308,3 +378,9 @@ class ComparisonConfig:
 
 
 _FIELDS = {f.name: f for f in fields()}
+# The settings `validate`'s Relations read, with the settings they check:
+# every other check reads one setting. `keras_egf.grid` validates a grid's
+# axes one value at a time and only the combinations of these together.
+COMBINED_CHECKS = tuple(dict.fromkeys(
+    name for f in fields() if f.metadata["relation"] is not None
+    for name in (f.name, *f.metadata["relation"].reads)))

@@ -25,6 +25,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_egf import validation
+
 DatasetSpec = collections.namedtuple(
     "DatasetSpec", ["image_shape", "num_classes", "flip"])
 Datasets = collections.namedtuple(
@@ -221,39 +223,11 @@ def make_datasets(name, batch_size=128, flatten=True, seed=0, data_dir=None,
         take_train: keep only the first N training examples (for smoke runs).
     """
     spec = check_dataset(name)
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer. "
-                         f"Received: batch_size={batch_size!r}")
-    if name == "mnist5k":
-        train, test, num_train, num_test = _mnist5k_slices()
-    else:
-        train, test, num_train, num_test = _tfds_splits(name, data_dir)
-    if take_train is not None:
-        train = train.take(int(take_train))
-        num_train = min(num_train, int(take_train))
-    shape = spec.image_shape
-
-    scale = _scaler(shape)
-
-    def flat(image, label):
-        return tf.reshape(image, (tf.shape(image)[0], -1)), label
-
+    validation.positive_int("batch_size", batch_size)
     # mnist5k flattened without augmentation: arrays already flat, no maps
     flat_source = name == "mnist5k" and take_train is None and flatten and not augment
-    if flat_source:
-        train = _mnist5k_flat("train")
-    elif name == "mnist5k" and take_train is None:
-        train = _mnist5k_scaled_train()  # scaled and cached once per process
-    else:
-        train = train.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
-        if num_train <= 60_000:
-            train = train.cache()
-    if flat_source:
-        test = _mnist5k_flat("test")
-    elif name == "mnist5k":
-        test = _mnist5k_scaled_test()
-    else:
-        test = test.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+    train, test, num_train, num_test = _scaled_splits(
+        name, data_dir, take_train, flat_source)
     train = train.shuffle(min(shuffle_buffer, num_train), seed=seed,
                           reshuffle_each_iteration=True).batch(batch_size)
     test = test.batch(batch_size)
@@ -263,13 +237,45 @@ def make_datasets(name, batch_size=128, flatten=True, seed=0, data_dir=None,
                           num_parallel_calls=tf.data.AUTOTUNE)
     if flatten:
         if not flat_source:
-            train, test = train.map(flat), test.map(flat)
-        input_shape = (int(np.prod(shape)),)
+            train, test = train.map(_flat_batch), test.map(_flat_batch)
+        input_shape = (int(np.prod(spec.image_shape)),)
     else:
-        input_shape = shape
+        input_shape = spec.image_shape
     # No in-memory cache on `test`: under MirroredStrategy, evaluate() on a
     # cached test pipeline sometimes left the cache holding 2-3 of its 4
     # batches (a race; tests/test_sweep.py checks the count and accuracy).
     return Datasets(train.prefetch(tf.data.AUTOTUNE),
                     test.prefetch(tf.data.AUTOTUNE), input_shape,
                     spec.num_classes, num_train, num_test)
+
+
+def _flat_batch(image, label):
+    return tf.reshape(image, (tf.shape(image)[0], -1)), label
+
+
+def _scaled_splits(name, data_dir, take_train, flat_source):
+    """(train, test, num_train, num_test): the examples scaled to [0, 1],
+    unbatched; the first `take_train` training examples when given;
+    `flat_source`: mnist5k's flattened arrays."""
+    if flat_source:
+        train, test, num_train, num_test = _mnist5k_slices()
+        return _mnist5k_flat("train"), _mnist5k_flat("test"), num_train, num_test
+    if name == "mnist5k":
+        train, test, num_train, num_test = _mnist5k_slices()
+    else:
+        train, test, num_train, num_test = _tfds_splits(name, data_dir)
+    if take_train is not None:
+        train = train.take(int(take_train))
+        num_train = min(num_train, int(take_train))
+    scale = _scaler(DATASETS[name].image_shape)
+    if name == "mnist5k" and take_train is None:
+        train = _mnist5k_scaled_train()  # scaled and cached once per process
+    else:
+        train = train.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+        if num_train <= 60_000:
+            train = train.cache()
+    if name == "mnist5k":
+        test = _mnist5k_scaled_test()
+    else:
+        test = test.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+    return train, test, num_train, num_test

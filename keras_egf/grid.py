@@ -26,6 +26,8 @@ from keras_egf.config import (  # noqa: F401  (re-exported)
 TOP_LEVEL_KEYS = ("name", "fixed", "grid", "objective")
 OBJECTIVES = ("sparse_test_accuracy", "dense_test_accuracy",
               "sparse_minus_dense_accuracy")
+# What `ComparisonConfig.skip_without_effect`, which leaves points out, reads.
+SKIP_RULE_SETTINGS = ("regularizers", "arch", "depth")
 _FIELDS = {f.name: f for f in config_lib.fields()}
 _short = config_lib.short_repr
 
@@ -105,24 +107,21 @@ class Grid:
                 for combo in itertools.product(*(self.axes[k] for k in keys))]
 
     def _skip_rule(self):
-        """point -> True when it has skip connections at depth 1, decided
-        once per (regularizers, arch, depth) value (a large grid has
-        millions of points and a handful of these)."""
+        """point -> True when it asks for skip connections where they add
+        nothing (`ComparisonConfig.skip_without_effect`: SC at depth 1),
+        decided once per (regularizers, arch, depth) value (a large grid
+        has millions of points and a handful of these)."""
         decided = {}
 
         def skip(point):
             settings = {**self.fixed, **point}
-            key = (settings.get("regularizers", ""),
-                   settings.get("arch", ComparisonConfig.arch),
-                   settings.get("depth", ComparisonConfig.depth))
+            key = tuple(settings.get(k, getattr(ComparisonConfig, k))
+                        for k in SKIP_RULE_SETTINGS)
             if key not in decided:
-                decided[key] = ("sc" in parse_regularizers(key[0])
-                                and key[1] == "mlp" and key[2] == 1)
+                decided[key] = ComparisonConfig(**dict(zip(
+                    SKIP_RULE_SETTINGS, key))).skip_without_effect
             return decided[key]
         return skip
-
-    def _skip_without_effect(self, point):
-        return self._skip_rule()(point)
 
     def points(self):
         """The grid points that run, in grid order: every combination but
@@ -147,7 +146,7 @@ class Grid:
         varied = [k for k in self.axes if k in names]
         # A combination the skip rule leaves out beside the first point
         # (SC at its depth 1) may run at another depth, arch or regularizer.
-        rule_axes = [k for k in ("regularizers", "arch", "depth")
+        rule_axes = [k for k in SKIP_RULE_SETTINGS
                      if k in self.axes and k not in varied]
         skip = self._skip_rule()
         out = []
@@ -185,7 +184,7 @@ def _validate_axes(grid, where):
     beside the first valid combination. Equivalent to validating each point:
     validate's other checks read one setting each."""
     combined = [k for k in grid.axes if k in config_lib.COMBINED_CHECKS
-                or k == "depth"]  # depth: the skip rule (`points`)
+                or k in SKIP_RULE_SETTINGS]  # the skip rule (`points`)
     first = {k: v[0] for k, v in grid.axes.items()}
     skip = grid._skip_rule()
     base = None

@@ -23,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from keras_egf import prunable as prunable_lib
+from keras_egf import validation
 from keras_egf.pruning_options import (  # noqa: F401
     DEFAULT_MASK_DTYPE,
     MASK_DTYPES,
@@ -61,11 +62,7 @@ def effective_kernel_gradients(mode=MASK_PRODUCT_STRAIGHT_THROUGH):
             entries are 0 (what `set_mask` and `MaskedModel` guarantee); it
             saves one elementwise product per layer and step.
     """
-    if mode not in MASK_PRODUCT_MODES:
-        raise ValueError(
-            f"Unknown mask product mode. Expected one of {MASK_PRODUCT_MODES}. "
-            f"Received: mode={mode!r}"
-        )
+    validation.one_of("mode", mode, MASK_PRODUCT_MODES)
     previous = current_mask_product_mode()
     _state.mode = mode
     try:
@@ -115,19 +112,8 @@ class MaskedKernelMixin(PruningOptionsMixin):
             raise ValueError(
                 f"Layer {self.name!r} must be built before setting its mask."
             )
-        expected = tuple(self.kernel.shape)
-        mask = _mask_array(f"layer {self.name!r}", mask, expected)
-        if mask.shape != expected:
-            raise ValueError(
-                f"Mask for layer {self.name!r} must have the kernel's shape "
-                f"{expected}. Received: mask.shape={mask.shape}"
-            )
-        bad = ~np.isin(mask, (0, 1))
-        if bad.any():
-            raise ValueError(
-                f"Mask for layer {self.name!r} must hold only 0 and 1. "
-                f"Received a value {mask[bad].flat[0]!r}"
-            )
+        mask = _checked_mask(f"layer {self.name!r}", "kernel", mask,
+                             tuple(self.kernel.shape))
         mask = mask.astype(self.mask.dtype)
         self.mask.assign(mask)
         self.kernel.assign(zero_where_pruned(self.kernel, mask))
@@ -166,11 +152,7 @@ class MaskedDense(MaskedKernelMixin, keras.layers.Dense):
         self._set_pruning_options(mask_dtype, pruning_schedule,
                                   sparsity_m_by_n, block_size,
                                   block_pooling_type)
-        if not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(
-                "Received an invalid value for `units`, expected a positive "
-                f"integer. Received: units={units!r}"
-            )
+        validation.positive_int("units", units)
         super().__init__(units, **kwargs)
 
     def build(self, input_shape):
@@ -204,11 +186,7 @@ class MaskedConv2D(MaskedKernelMixin, keras.layers.Conv2D):
         self._set_pruning_options(mask_dtype, pruning_schedule,
                                   sparsity_m_by_n, block_size,
                                   block_pooling_type)
-        if not isinstance(filters, (int, np.integer)) or filters <= 0:
-            raise ValueError(
-                "Received an invalid value for `filters`, expected a positive "
-                f"integer. Received: filters={filters!r}"
-            )
+        validation.positive_int("filters", filters)
         super().__init__(filters, kernel_size, **kwargs)
 
     def build(self, input_shape):
@@ -312,19 +290,25 @@ def _mask_array(owner, mask, expected):
             f"Received: mask={reprlib.repr(mask)}") from None
 
 
-def set_weight_mask(owner, variable, mask_variable, mask):
-    """Validates `mask` (0/1, `variable`'s shape), stores it in
-    `mask_variable` and zeroes the pruned entries of `variable`."""
-    expected = tuple(variable.shape)
-    mask = _mask_array(repr(owner), mask, expected)
+def _checked_mask(owner, weight, mask, expected):
+    """`mask` as a NumPy array of 0s and 1s of the `weight`'s (kernel's)
+    shape `expected`; ValueError naming `owner` otherwise."""
+    mask = _mask_array(owner, mask, expected)
     if mask.shape != expected:
         raise ValueError(
-            f"Mask for {owner!r} must have the weight's shape {expected}. "
+            f"Mask for {owner} must have the {weight}'s shape {expected}. "
             f"Received: mask.shape={mask.shape}")
     bad = ~np.isin(mask, (0, 1))
     if bad.any():
-        raise ValueError(f"Mask for {owner!r} must hold only 0 and 1. "
+        raise ValueError(f"Mask for {owner} must hold only 0 and 1. "
                          f"Received a value {mask[bad].flat[0]!r}")
+    return mask
+
+
+def set_weight_mask(owner, variable, mask_variable, mask):
+    """Validates `mask` (0/1, `variable`'s shape), stores it in
+    `mask_variable` and zeroes the pruned entries of `variable`."""
+    mask = _checked_mask(repr(owner), "weight", mask, tuple(variable.shape))
     mask_variable.assign(mask.astype(mask_variable.dtype))
     variable.assign(zero_where_pruned(variable, mask))
 

@@ -3,6 +3,10 @@ how its masks are stored, its gradual-pruning schedule, and M-by-N or
 block structure of its masks (TFMOT's `sparsity_m_by_n`, `block_size`,
 `block_pooling_type`)."""
 
+import keras
+
+from keras_egf import validation
+
 # Storage of a mask variable: one byte an entry by default (a quarter of a
 # float32 kernel's bytes), cast to the weight's dtype where it is used.
 MASK_DTYPES = ("int8", "float32")
@@ -25,10 +29,8 @@ def check_m_by_n(sparsity_m_by_n):
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(
-            "sparsity_m_by_n must be a pair (m, n) of integers with "
-            f"0 < m < n (m zeros in every n). Received: "
-            f"sparsity_m_by_n={sparsity_m_by_n!r}")
+        validation.fail("sparsity_m_by_n", "a pair (m, n) of integers with "
+                        "0 < m < n (m zeros in every n)", sparsity_m_by_n)
     return (m, n)
 
 
@@ -40,12 +42,9 @@ def check_block(block_size, block_pooling_type):
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ValueError("block_size must be a pair of integers >= 1. "
-                         f"Received: block_size={block_size!r}")
-    if block_pooling_type not in BLOCK_POOLING_TYPES:
-        raise ValueError(f"block_pooling_type must be one of "
-                         f"{BLOCK_POOLING_TYPES}. Received: "
-                         f"block_pooling_type={block_pooling_type!r}")
+        validation.fail("block_size", "a pair of integers >= 1", block_size)
+    validation.one_of("block_pooling_type", block_pooling_type,
+                      BLOCK_POOLING_TYPES)
     return block, block_pooling_type
 
 
@@ -56,13 +55,11 @@ class PruningOptionsMixin:
     def _set_pruning_options(self, mask_dtype=DEFAULT_MASK_DTYPE,
                              pruning_schedule=None, sparsity_m_by_n=None,
                              block_size=(1, 1), block_pooling_type="AVG"):
+        # keras_egf.pruning imports the masked layers, which import this
+        # module: imported when used.
         from keras_egf.pruning import schedules as schedules_lib
 
-        if mask_dtype not in MASK_DTYPES:
-            raise ValueError(
-                f"Unknown mask dtype. Expected one of {MASK_DTYPES}"
-                f". Received: mask_dtype={mask_dtype!r}")
-        self.mask_dtype = mask_dtype
+        self.mask_dtype = validation.one_of("mask_dtype", mask_dtype, MASK_DTYPES)
         self.pruning_schedule = schedules_lib.deserialize_schedule(
             pruning_schedule)
         self.sparsity_m_by_n = check_m_by_n(sparsity_m_by_n)
@@ -92,19 +89,17 @@ class PruningOptionsMixin:
     # a quantization-aware spec that knows nothing of masks: use the plain
     # Layer behaviour, which saves every own variable (masks too) in order.
     def save_own_variables(self, store):
-        import keras
-
         keras.layers.Layer.save_own_variables(self, store)
 
     def load_own_variables(self, store):
-        import keras
-
         keras.layers.Layer.load_own_variables(self, store)
 
     def quantize(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} cannot be quantized.")
 
     def _pruning_config(self, config):
+        # keras_egf.pruning imports the masked layers, which import this
+        # module: imported when used.
         from keras_egf.pruning import schedules as schedules_lib
 
         config["mask_dtype"] = self.mask_dtype

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from keras_egf import validation
 from keras_egf.architectures import ACTIVATIONS
 from keras_egf.config import OPTIMIZERS, PRUNING_METHODS
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
@@ -72,8 +73,7 @@ def _cell_text(row, stat="kendall"):
 def correlation_markdown(rows, stat="kendall"):
     """The paper's layout: a row per measure; columns sparse/dense × loss/acc.
     `stat`: "kendall" (τ) or "spearman" (ρ)."""
-    if stat not in ("kendall", "spearman"):
-        raise ValueError(f"stat={stat!r}: must be 'kendall' or 'spearman'")
+    validation.one_of("stat", stat, ("kendall", "spearman"))
     columns = [(m, t) for m in MODELS for t in TARGETS]
     by_key = {(r["model"], r["measure"], r["target"]): r for r in rows}
     header = "| measure | " + " | ".join(
@@ -146,11 +146,8 @@ def wilcoxon_cells(sweep, row_axis="optimizer", col_axis="regularizer",
     """
     from scipy import stats
 
-    if not isinstance(min_pairs, int) or min_pairs < 1:
-        raise ValueError(f"min_pairs={min_pairs!r}: must be an integer >= 1")
-    if diverged not in DIVERGED_TREATMENTS:
-        raise ValueError(f"diverged={diverged!r}: must be one of "
-                         f"{list(DIVERGED_TREATMENTS)}")
+    validation.positive_int("min_pairs", min_pairs)
+    validation.one_of("diverged", diverged, DIVERGED_TREATMENTS)
     groups = {}
     for t in sweep.trials:
         key = (t.axis(row_axis), t.axis(col_axis))

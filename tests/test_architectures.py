@@ -29,8 +29,8 @@ def test_plain_and_masked_layers():
 
 
 @pytest.mark.parametrize("kwargs, named", [
-    ({"hidden_widths": [0]}, "width=0"),
-    ({"hidden_widths": []}, "depth=0"),
+    ({"hidden_widths": [0]}, r"hidden_widths=\[0\]"),
+    ({"hidden_widths": []}, r"non-empty.*Received: hidden_widths=\[\]"),
     ({"activation": "tanhh"}, "'tanhh'"),
     ({"hidden_widths": [4, 5], "skip_connections": True}, "hidden_widths"),
     ({"weight_decay": -1.0}, "weight_decay=-1.0"),
@@ -94,7 +94,7 @@ def test_wrn_16_4_layout_and_names():
     assert shapes["group2_block1_conv2"] == (3, 3, 256, 256)
     assert shapes["group1_block0_shortcut"] == (1, 1, 64, 128)
     assert architectures.wrn_widths(28, 10) == [16, 160, 320, 640]
-    with pytest.raises(ValueError, match="wrn_depth=15"):
+    with pytest.raises(ValueError, match="`depth` must be 6n .*Received: depth=15"):
         architectures.wrn_widths(15, 4)
 
 

@@ -31,9 +31,10 @@ def test_regularizer_labels_round_trip():
 
 
 @pytest.mark.parametrize("given, named", [
-    (("dropout",), "regularizers='dropout': unknown regularizer 'dropout'"),
-    (("BN_X",), "regularizers='BN_X': unknown regularizer 'x'"),
-    ("l2,bogus", "regularizers='l2,bogus': unknown regularizer 'bogus'"),
+    (("dropout",), r"^`regularizers` must be .*\(unknown regularizer 'dropout'\)\. "
+     "Received: regularizers='dropout'$"),
+    (("BN_X",), r"\(unknown regularizer 'x'\)\. Received: regularizers='BN_X'$"),
+    ("l2,bogus", r"\(unknown regularizer 'bogus'\)\. Received: regularizers='l2,bogus'$"),
 ])
 def test_unknown_regularizer_is_named(given, named):
     with pytest.raises(ValueError, match=named):
@@ -49,7 +50,8 @@ def test_egf_points_default_to_at_most_the_epochs(epochs, points):
 
 def test_explicit_egf_points_are_still_checked():
     assert ComparisonConfig(epochs=10, egf_points=10).validate().egf_points == 10
-    with pytest.raises(ValueError, match="egf_points=9: must be <= epochs=2"):
+    with pytest.raises(ValueError, match="^`egf_points` must be <= epochs=2. "
+                       "Received: egf_points=9$"):
         ComparisonConfig(epochs=2, egf_points=9).validate()
     with pytest.raises(ValueError, match="epochs=0"):
         ComparisonConfig(epochs=0).validate()
@@ -67,8 +69,9 @@ def test_a_results_config_of_the_wrong_types_is_named():
         "config.optimizer: expected str, got int 3",
         "config.dense_width: expected int, got str 'sixteen'"]
     assert config_lib.recorded_problems({**good, "optimizer": "adamax"}) == [
-        "config.optimizer='adamax': must be one of ['sgd', 'momentum', "
-        "'adagrad', 'rmsprop', 'adam', 'adamw']"]
+        "config.optimizer: `optimizer` must be one of ['sgd', 'momentum', "
+        "'adagrad', 'rmsprop', 'adam', 'adamw'] (or one registered with "
+        "keras_egf.optimizers.register_optimizer). Received: optimizer='adamax'"]
     assert config_lib.recorded_problems({"optimizer": "adam"}, required=(
         "dense_width",)) == ["config.dense_width: missing"]
     model = {"diverged": False, "test_accuracy": 0.5, "test_loss": 1.0}
@@ -78,7 +81,84 @@ def test_a_results_config_of_the_wrong_types_is_named():
 
 
 def test_a_regulariser_named_twice_is_refused():
-    with pytest.raises(ValueError, match="regularizers='BN_BN': bn named twice"):
+    with pytest.raises(ValueError, match=r"\(bn named twice\)\. "
+                       "Received: regularizers='BN_BN'$"):
         ComparisonConfig(regularizers="BN_BN").validate()
-    with pytest.raises(ValueError, match="regularizers='l2,L2_BN': l2 named twice"):
+    with pytest.raises(ValueError, match=r"\(l2 named twice\)\. "
+                       "Received: regularizers='l2,L2_BN'$"):
         ComparisonConfig(regularizers=("l2", "L2_BN")).validate()
+
+
+def test_names_registered_after_import_are_valid_settings():
+    """Issue 23: the config read its choices at import, so a pruning method,
+    architecture or optimizer registered later was refused."""
+    import keras
+
+    from keras_egf import architectures, optimizers, pruning
+
+    settings = {"pruning": "first_entries", "arch": "mlp_copy",
+                "optimizer": "sgd_copy"}
+    for name, value in settings.items():
+        with pytest.raises(ValueError, match=f"Received: {name}={value!r}"):
+            ComparisonConfig(**{name: value}).validate()
+    pruning.register_pruning_method(
+        "first_entries", lambda model, batches=None, seed=None: {})
+    architectures.register_architecture(
+        architectures.get_architecture("mlp")._replace(name="mlp_copy"))
+    optimizers.register_optimizer(
+        "sgd_copy", lambda lr, weight_decay: keras.optimizers.SGD(lr))
+    try:
+        config = ComparisonConfig(**settings).validate()
+        assert (config.pruning, config.arch, config.optimizer) == (
+            "first_entries", "mlp_copy", "sgd_copy")
+        assert config.dense_widths() == [308]  # the registered mlp's
+        assert config_lib.recorded_problems(config.to_dict()) == []
+        assert isinstance(optimizers.make_optimizer("sgd_copy", 0.1),
+                          keras.optimizers.SGD)
+    finally:
+        pruning.PRUNING_METHODS.unregister("first_entries")
+        architectures.ARCHITECTURES.unregister("mlp_copy")
+        optimizers.OPTIMIZERS.unregister("sgd_copy")
+    with pytest.raises(ValueError, match="Received: optimizer='sgd_copy'"):
+        ComparisonConfig(optimizer="sgd_copy").validate()
+
+
+@pytest.mark.parametrize("regularizers, derived", [
+    ("NR", dict(batch_norm=False, skip_connections=False, augmentation=False,
+                l2_factor=0.0)),
+    ("DA_L2_SC_BN", dict(batch_norm=True, skip_connections=True,
+                         augmentation=True, l2_factor=5e-4)),
+    ("l2", dict(batch_norm=False, skip_connections=False, augmentation=False,
+                l2_factor=5e-4)),
+])
+def test_the_config_answers_what_its_regularisers_imply(regularizers, derived):
+    for config in (ComparisonConfig(regularizers=regularizers),
+                   ComparisonConfig(regularizers=regularizers).validate()):
+        assert {k: getattr(config, k) for k in derived} == derived
+
+
+def test_model_names_and_skip_without_effect():
+    assert ComparisonConfig().model_names == ("sparse", "dense")
+    assert ComparisonConfig(models="dense").model_names == ("dense",)
+    assert ComparisonConfig(regularizers="SC", depth=1).skip_without_effect
+    assert not ComparisonConfig(regularizers="SC", depth=2).skip_without_effect
+    assert not ComparisonConfig(regularizers="BN", depth=1).skip_without_effect
+
+
+def test_each_rule_is_declared_beside_its_setting():
+    """The flag help and the check read the same rule."""
+    from keras_egf import settings
+
+    fields = {f.name: f for f in config_lib.fields()}
+    assert settings.flag_help(fields["depth"]).endswith(
+        "Must be a positive integer.")
+    with pytest.raises(ValueError, match=r"^`depth` must be a positive integer\. "
+                       "Received: depth=0$"):
+        ComparisonConfig(depth=0).validate()
+    assert "adamw" in settings.flag_help(fields["optimizer"])
+    assert settings.choices(fields["egf_data"]) == ("train", "test")
+    assert not settings.is_registered(fields["egf_data"])
+    assert settings.is_registered(fields["pruning"])
+    assert config_lib.COMBINED_CHECKS == (
+        "regularizers", "arch", "sparse_width", "dense_width", "wrn_depth",
+        "egf_points", "epochs")

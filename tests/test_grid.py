@@ -220,11 +220,13 @@ def test_a_million_point_grid_is_validated_by_axis_in_seconds():
     # A bad combination anywhere is still found, and named.
     spec["grid"]["dense_width"].append(4000)  # > sparse_width 3076
     with pytest.raises(ValueError, match="big.json: grid point .*'dense_width': "
-                       "4000.*sparse_width=3076: must be an integer >= dense_width=4000"):
+                       "4000.*`sparse_width` must be an integer >= dense_width="
+                       "4000.*Received: sparse_width=3076"):
         grid_lib.parse_grid(spec, source="big.json")
     spec["grid"]["dense_width"].pop()
     spec["grid"]["seed"].append(-1)
-    with pytest.raises(ValueError, match="big.json.grid.seed: seed=-1"):
+    with pytest.raises(ValueError, match="big.json.grid.seed: `seed` must be "
+                       ".*Received: seed=-1"):
         grid_lib.parse_grid(spec, source="big.json")
 
 

@@ -33,7 +33,7 @@ def test_a_sparsity_that_is_no_real_number_is_refused(sparsity, kind):
     """'0.5' and False were taken as 0.5 and 0.0."""
     with pytest.raises(ValueError) as e:
         check_sparsity(sparsity)
-    assert str(e.value) == (f"sparsity must be a number in [0, 1), not {kind}. "
+    assert str(e.value) == (f"`sparsity` must be a number in [0, 1), not {kind}. "
                             f"Received: sparsity={sparsity!r}")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     with pytest.raises(ValueError, match=re.escape(f"Received: sparsity={sparsity!r}")):
@@ -43,7 +43,7 @@ def test_a_sparsity_that_is_no_real_number_is_refused(sparsity, kind):
 def test_real_numbers_stay_accepted_as_sparsities():
     for value in (0.5, 0, np.float32(0.25), np.int64(0), np.array(0.75)):
         assert check_sparsity(value) == float(value)
-    with pytest.raises(ValueError, match="target_sparsity must be a number in "
+    with pytest.raises(ValueError, match="`target_sparsity` must be a number in "
                        r"\[0, 1\), not str. Received: target_sparsity='0.5'"):
         ConstantSparsity("0.5", begin_step=0)
 
@@ -52,7 +52,7 @@ def test_same_capacity_pair_names_num_classes():
     """num_classes=0 said 'Fans must be positive. Received: fan_in=8, fan_out=0'."""
     with pytest.raises(ValueError) as e:
         ke.same_capacity_pair(4, [8], 0, 2.0)
-    assert str(e.value) == ("num_classes must be an integer >= 2. "
+    assert str(e.value) == ("`num_classes` must be an integer >= 2. "
                             "Received: num_classes=0")
 
 
@@ -96,11 +96,12 @@ def test_the_seed_flag_is_named_with_its_range():
     2**32 - 1', no flag named."""
     proc = _binary("train", "--seed=-1", "--output_dir=unused_never_created")
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert ("keras-egf-train: error: --seed=-1: must be an integer in "
-            "[0, 2**32 - 1]") in proc.stderr
+    assert ("keras-egf-train: error: --seed: `seed` must be an integer in "
+            "[0, 2**32 - 1] (NumPy's seed range). Received: seed=-1") in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not os.path.exists(os.path.join(ROOT, "unused_never_created"))
-    with pytest.raises(ValueError, match=r"seed=4294967296: must be an integer in"):
+    with pytest.raises(ValueError, match=r"^`seed` must be an integer in .*"
+                       "Received: seed=4294967296$"):
         ComparisonConfig(seed=2**32).validate()
     assert ComparisonConfig(seed=2**32 - 1).validate().seed == 2**32 - 1
 

@@ -20,20 +20,24 @@ from keras_egf import data
 from keras_egf import experiment
 from keras_egf import files
 from keras_egf import interrupts
+from keras_egf import settings
 from trainers import EXIT_INTERRUPTED, fail, run_binary
 
 FLAGS = flags.FLAGS
 
 
 def define_config_flags():
-    """One flag per ComparisonConfig field: its default, help and choices
-    (a setting is declared once, in keras_egf/config.py)."""
+    """One flag per ComparisonConfig field: its default, help and rule (a
+    setting is declared once, in keras_egf/config.py). Fixed choices make
+    an enum flag; a registry's (optimizer, arch, pruning) a string flag
+    whose help lists the names registered now, checked by `validate`, so a
+    name registered after the flags are defined is accepted too."""
     for field in config_lib.fields():
         name, default = field.name, field.default
-        help_text, choices = field.metadata["help"], field.metadata["choices"]
+        help_text, choices = settings.flag_help(field), settings.choices(field)
         if field.type is tuple:
             flags.DEFINE_list(name, list(default), help_text)
-        elif choices:
+        elif choices and not settings.is_registered(field):
             flags.DEFINE_enum(name, default, list(choices), help_text)
         elif field.type is bool:
             flags.DEFINE_bool(name, default, help_text)
@@ -59,15 +63,15 @@ flags.DEFINE_bool("allow_small_dataset", False, "Train even when --batch_size "
 
 def config_from_flags():
     """A validated ComparisonConfig from the parsed flags; a bad value
-    raises ValueError naming its flag (`--name=value: why`)."""
+    raises ValueError naming its flag (`--name: why`)."""
     values = {}
     for field in config_lib.fields():
         value = FLAGS[field.name].value
         values[field.name] = tuple(value) if field.type is tuple else value
     try:
         return config_lib.ComparisonConfig(**values).validate()
-    except ValueError as e:
-        raise ValueError(f"--{e}") from None
+    except config_lib.SettingError as e:
+        raise ValueError(f"--{e.setting}: {e}") from None
 
 
 def _folder_identity(path):

@@ -9,7 +9,8 @@
 `kernel_shapes` names every prunable layer (Dense, Conv2D) the builder
 makes, in the builder's naming, with its kernel shape: the same-capacity
 plan (keras_egf.capacity) matches a sparse and a dense network layer by
-layer from it. Register more with `register_architecture`.
+layer from it. The architectures are a `Registry` (`ARCHITECTURES`), read
+when a name is used; register more with `register_architecture`.
 """
 
 import collections
@@ -28,6 +29,8 @@ from keras_egf.architectures.common import (
 from keras_egf.architectures.mlp import build_mlp, mlp_kernel_shapes, mlp_layer_names
 from keras_egf.architectures.cnn import build_cnn
 from keras_egf.architectures.wrn import build_wrn, wrn_widths
+from keras_egf import validation
+from keras_egf.registry import Registry
 
 Architecture = collections.namedtuple(
     "Architecture", ["name", "build", "kernel_shapes", "dense_widths", "skip_option"])
@@ -57,9 +60,9 @@ def _no_skip(builder):
     def build(input_shape, num_classes, widths, skip_connections=False,
               wrn_depth=None, **options):
         if skip_connections:
-            raise ValueError("skip_connections apply to MLPs (a Wide ResNet "
-                             "has its own); the CNN has none. Received: "
-                             "regularizers with sc")
+            validation.fail("skip_connections", "False: skip connections "
+                            "are an MLP's option (a Wide ResNet has its own; "
+                            "the CNN has none)", skip_connections)
         return builder(input_shape, num_classes, widths, **options)
     return build
 
@@ -81,39 +84,44 @@ def _wrn_shapes(input_shape, widths, num_classes, wrn_depth=16):
         wrn_lib.wrn_kernel_shapes(input_shape, widths, num_classes, wrn_depth)))
 
 
-_ARCHITECTURES = {
-    "mlp": Architecture(
-        "mlp", _mlp_build, _mlp_shapes,
-        lambda depth, dense_width, widen_factor=1, wrn_depth=16: [dense_width] * depth,
-        True),
-    "cnn": Architecture(
-        "cnn", _no_skip(build_cnn), _cnn_shapes,
-        lambda depth, dense_width, widen_factor=1, wrn_depth=16: [
-            c * widen_factor for c in cnn_lib.DEFAULT_WIDTHS],
-        False),
-    "wrn": Architecture(
-        "wrn", _wrn_build, _wrn_shapes,
-        lambda depth, dense_width, widen_factor=1, wrn_depth=16: wrn_widths(
-            wrn_depth, widen_factor),
-        False),
-}
-ARCHITECTURE_NAMES = tuple(_ARCHITECTURES)
+ARCHITECTURES = Registry(
+    "architecture", register_with="keras_egf.architectures.register_architecture")
+ARCHITECTURE_NAMES = ARCHITECTURES  # its names, read when used (was a tuple)
 
 
 def all_architecture_names():
-    """Names of the registered architectures."""
-    return sorted(_ARCHITECTURES)
+    """Names of the registered architectures, sorted."""
+    return sorted(ARCHITECTURES)
 
 
-def register_architecture(architecture):
-    """Registers an `Architecture` under its name."""
-    _ARCHITECTURES[architecture.name] = architecture
+def register_architecture(architecture, overwrite=False):
+    """Registers an `Architecture` under its name; then the name is an
+    `arch` of `ComparisonConfig` and `keras_egf.capacity`."""
+    if not isinstance(architecture, Architecture):
+        raise ValueError("`architecture` must be a keras_egf.architectures."
+                         f"Architecture. Received: architecture={architecture!r}")
+    return ARCHITECTURES.register(architecture.name, architecture,
+                                  overwrite=overwrite)
 
 
 def get_architecture(name):
     """The architecture registered as `name`; an unknown name lists the
     supported ones."""
-    if name not in _ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {name!r}. Supported: "
-                         f"{all_architecture_names()}")
-    return _ARCHITECTURES[name]
+    return ARCHITECTURES.get(name)
+
+
+# In name order, as `all_architecture_names` lists them.
+register_architecture(Architecture(
+    "cnn", _no_skip(build_cnn), _cnn_shapes,
+    lambda depth, dense_width, widen_factor=1, wrn_depth=16: [
+        c * widen_factor for c in cnn_lib.DEFAULT_WIDTHS],
+    False))
+register_architecture(Architecture(
+    "mlp", _mlp_build, _mlp_shapes,
+    lambda depth, dense_width, widen_factor=1, wrn_depth=16: [dense_width] * depth,
+    True))
+register_architecture(Architecture(
+    "wrn", _wrn_build, _wrn_shapes,
+    lambda depth, dense_width, widen_factor=1, wrn_depth=16: wrn_widths(
+        wrn_depth, widen_factor),
+    False))

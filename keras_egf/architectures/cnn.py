@@ -8,11 +8,14 @@ from keras_egf.architectures.common import (
     activation_layer,
     bias_before_norm,
     check_activation,
+    check_image_shape,
     check_initializers,
     check_num_classes,
     check_weight_decay,
     check_widths,
+    l2_regularizer,
 )
+from keras_egf import validation
 from keras_egf.layers import MaskedConv2D, MaskedDense
 from keras_egf.model import MaskedModel
 
@@ -22,14 +25,11 @@ _POOL_AFTER = (1, 3)
 
 
 def _check_cnn(input_shape, widths):
-    widths = check_widths(widths, "A CNN needs its channel widths")
+    widths = check_widths(widths, "a CNN needs its channel widths", "widths")
     if len(widths) != len(DEFAULT_WIDTHS):
-        raise ValueError(
-            f"A CNN takes {len(DEFAULT_WIDTHS)} widths (4 conv layers' "
-            f"channels, then the dense head's units). Received: widths={widths}")
-    if len(input_shape) != 3:
-        raise ValueError("A CNN needs image inputs (height, width, channels). "
-                         f"Received: input_shape={tuple(input_shape)}")
+        validation.fail("widths", f"{len(DEFAULT_WIDTHS)} widths (4 conv "
+                        "layers' channels, then the dense head's units)", widths)
+    check_image_shape(input_shape, "a CNN")
     return widths
 
 
@@ -71,7 +71,7 @@ def build_cnn(input_shape, num_classes, widths=DEFAULT_WIDTHS, activation="relu"
     shapes = cnn_kernel_shapes(input_shape, widths, num_classes)
     inits = check_initializers(kernel_initializers, shapes, activation, seed)
     names = cnn_layer_names()
-    regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
+    regularizer = l2_regularizer(weight_decay)
     conv_cls = MaskedConv2D if masked else keras.layers.Conv2D
     dense_cls = MaskedDense if masked else keras.layers.Dense
 

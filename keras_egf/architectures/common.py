@@ -5,6 +5,7 @@ import keras
 import numpy as np
 
 from keras_egf import initializers as init_lib
+from keras_egf import validation
 from keras_egf.activations import SReLU
 
 ACTIVATIONS = ("relu", "prelu", "elu", "swish", "srelu", "sigmoid")
@@ -12,10 +13,7 @@ ACTIVATIONS = ("relu", "prelu", "elu", "swish", "srelu", "sigmoid")
 
 def check_activation(activation):
     """Raises ValueError unless `activation` is a supported name."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(
-            f"Unknown activation {activation!r}. Supported: {list(ACTIVATIONS)}"
-        )
+    return validation.one_of("activation", activation, ACTIVATIONS)
 
 
 def activation_layer(activation, name):
@@ -45,33 +43,40 @@ def bias_before_norm(batch_norm):
     return not batch_norm
 
 
-def check_widths(hidden_widths, what="An MLP needs at least one hidden layer"):
-    """Validates a list of hidden widths (at least one, each positive)."""
-    widths = list(hidden_widths)
+def l2_regularizer(weight_decay):
+    """The L2 kernel regulariser of factor `weight_decay`, or None for 0."""
+    return keras.regularizers.L2(weight_decay) if weight_decay else None
+
+
+def check_widths(widths, what="an MLP needs at least one hidden layer",
+                 name="hidden_widths"):
+    """`widths` (argument `name`) as a list of ints: at least one (`what`
+    says why), each positive."""
+    widths = list(widths)
     if not widths:
-        raise ValueError(f"{what}. Received: depth=0")
-    for w in widths:
-        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w <= 0:
-            raise ValueError(
-                f"Hidden widths must be positive integers. Received: width={w!r}"
-            )
+        validation.fail(name, f"a non-empty list ({what})", widths)
+    if not all(validation.is_int(w) and w > 0 for w in widths):
+        validation.fail(name, "a list of positive integers", widths)
     return [int(w) for w in widths]
 
 
 def check_num_classes(num_classes):
     """Raises ValueError unless `num_classes` is an integer >= 2."""
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(
-            f"num_classes must be an integer >= 2. Received: num_classes={num_classes!r}"
-        )
+    return validation.integer("num_classes", num_classes, minimum=2)
 
 
 def check_weight_decay(weight_decay):
     """Raises ValueError unless `weight_decay` is a finite number >= 0."""
-    if not np.isfinite(weight_decay) or weight_decay < 0:
-        raise ValueError(
-            f"weight_decay must be >= 0. Received: weight_decay={weight_decay!r}"
-        )
+    return validation.number_in("weight_decay", weight_decay, 0)
+
+
+def check_image_shape(input_shape, what):
+    """`input_shape` as a tuple; ValueError unless it is (height, width,
+    channels): `what` names the network that needs it."""
+    if len(input_shape) != 3:
+        validation.fail("input_shape", f"an image shape (height, width, "
+                        f"channels) for {what}", tuple(input_shape))
+    return tuple(input_shape)
 
 
 def fans(shape):
@@ -95,8 +100,6 @@ def check_initializers(kernel_initializers, shapes, activation, seed):
     if kernel_initializers is None:
         return default_initializers(shapes, activation, seed)
     if len(kernel_initializers) != len(shapes):
-        raise ValueError(
-            f"Expected {len(shapes)} kernel initializers (one per prunable "
-            f"layer). Received: {len(kernel_initializers)}"
-        )
+        validation.fail("kernel_initializers", f"{len(shapes)} initializers, "
+                        "one per prunable layer", kernel_initializers)
     return list(kernel_initializers)

@@ -11,7 +11,9 @@ from keras_egf.architectures.common import (
     check_num_classes,
     check_weight_decay,
     check_widths,
+    l2_regularizer,
 )
+from keras_egf import validation
 from keras_egf.layers import MaskedDense
 from keras_egf.model import MaskedModel
 
@@ -60,32 +62,48 @@ def build_mlp(
         seed: seeds the default initializers.
         **model_options: passed to MaskedModel (track_gradient_flow, ...).
     """
-    widths = check_widths(hidden_widths)
-    check_activation(activation)
-    check_num_classes(num_classes)
-    check_weight_decay(weight_decay)
-    if skip_connections and len(set(widths)) > 1:
-        raise ValueError(
-            "Skip connections need equal hidden widths. Received: "
-            f"hidden_widths={widths}"
-        )
-    input_dim = int(np.prod(input_shape))
-    shapes = mlp_kernel_shapes(input_dim, widths, num_classes)
+    widths = _check_mlp(hidden_widths, activation, num_classes, weight_decay,
+                        skip_connections)
+    shapes = mlp_kernel_shapes(int(np.prod(input_shape)), widths, num_classes)
     names = mlp_layer_names(len(widths))
-    kernel_initializers = check_initializers(kernel_initializers, shapes,
-                                             activation, seed)
+    initializers = check_initializers(kernel_initializers, shapes, activation,
+                                      seed)
     dense_cls = MaskedDense if masked else keras.layers.Dense
-    regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
+    regularizer = l2_regularizer(weight_decay)
 
     def dense(i, units, use_bias=True):
         return dense_cls(
-            units, use_bias=use_bias, kernel_initializer=kernel_initializers[i],
+            units, use_bias=use_bias, kernel_initializer=initializers[i],
             kernel_regularizer=regularizer, name=names[i])
 
     inputs = keras.Input(shape=tuple(input_shape), name="inputs")
     x = inputs
     if len(input_shape) > 1:
         x = keras.layers.Flatten(name="flatten")(x)
+    x = _hidden_layers(x, widths, dense, activation, batch_norm,
+                       skip_connections)
+    outputs = dense(len(widths), num_classes)(x)
+    return MaskedModel(inputs=inputs, outputs=outputs, name=name, **model_options)
+
+
+def _check_mlp(hidden_widths, activation, num_classes, weight_decay,
+               skip_connections):
+    """build_mlp's arguments checked; returns the widths as a list of ints."""
+    widths = check_widths(hidden_widths)
+    check_activation(activation)
+    check_num_classes(num_classes)
+    check_weight_decay(weight_decay)
+    if skip_connections and len(set(widths)) > 1:
+        validation.fail("hidden_widths", "equal widths when skip_connections="
+                        "True (each hidden layer's input is added to its "
+                        "output)", widths)
+    return widths
+
+
+def _hidden_layers(x, widths, dense, activation, batch_norm, skip_connections):
+    """The hidden stack on `x`: Dense `dense(i, units, use_bias)`, then
+    BatchNorm (`batch_norm`), the activation, and the skip (`skip_connections`,
+    from the second layer on)."""
     for i, units in enumerate(widths):
         h = dense(i, units, use_bias=bias_before_norm(batch_norm))(x)
         if batch_norm:
@@ -94,5 +112,4 @@ def build_mlp(
         if skip_connections and i > 0:
             h = keras.layers.Add(name=f"skip_{i}")([x, h])
         x = h
-    outputs = dense(len(widths), num_classes)(x)
-    return MaskedModel(inputs=inputs, outputs=outputs, name=name, **model_options)
+    return x

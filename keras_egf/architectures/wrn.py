@@ -9,11 +9,14 @@ import keras
 from keras_egf.architectures.common import (
     activation_layer,
     check_activation,
+    check_image_shape,
     check_initializers,
     check_num_classes,
     check_weight_decay,
     check_widths,
+    l2_regularizer,
 )
+from keras_egf import validation
 from keras_egf.layers import MaskedConv2D, MaskedDense
 from keras_egf.model import MaskedModel
 
@@ -23,31 +26,26 @@ NAMED = {"wrn-16-4": (16, 4), "wrn-28-10": (28, 10)}
 def wrn_widths(depth=16, widen_factor=4):
     """The stem's and the three groups' channels: 16, 16k, 32k, 64k."""
     blocks_per_group(depth)
-    if isinstance(widen_factor, bool) or not isinstance(widen_factor, int) \
-            or widen_factor < 1:
-        raise ValueError("widen_factor must be an integer >= 1. Received: "
-                         f"widen_factor={widen_factor!r}")
+    widen_factor = validation.positive_int("widen_factor", widen_factor)
     return [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
 
 
-def blocks_per_group(depth):
-    """(depth - 4) / 6; depth must be 6n + 4 (10, 16, 22, 28, 40, ...)."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 \
-            or (depth - 4) % 6:
-        raise ValueError("A Wide ResNet's depth must be 6n + 4 with n >= 1 "
-                         f"(10, 16, 22, 28, ...). Received: wrn_depth={depth!r}")
-    return (depth - 4) // 6
+def blocks_per_group(depth, name="depth"):
+    """(depth - 4) / 6; depth (argument `name`) must be 6n + 4 (10, 16, 22,
+    28, 40, ...)."""
+    if not validation.is_int(depth) or depth < 10 or (depth - 4) % 6:
+        validation.fail(name, "6n + 4 with n >= 1 (10, 16, 22, 28, ...), a "
+                        "Wide ResNet's depth", depth)
+    return (int(depth) - 4) // 6
 
 
 def _layout(input_shape, widths, depth):
     """[(name, kernel shape, stride)] of every prunable layer but the output."""
-    widths = check_widths(widths, "A Wide ResNet needs its channel widths")
+    widths = check_widths(widths, "a Wide ResNet needs its channel widths",
+                          "widths")
     if len(widths) != 4:
-        raise ValueError("A Wide ResNet takes 4 widths (stem, then three "
-                         f"groups). Received: widths={widths}")
-    if len(input_shape) != 3:
-        raise ValueError("A Wide ResNet needs image inputs (height, width, "
-                         f"channels). Received: input_shape={tuple(input_shape)}")
+        validation.fail("widths", "4 widths (stem, then three groups)", widths)
+    check_image_shape(input_shape, "a Wide ResNet")
     layout = [("stem", (3, 3, int(input_shape[-1]), widths[0]), 1)]
     channels = widths[0]
     for g, out in enumerate(widths[1:]):
@@ -65,7 +63,7 @@ def _layout(input_shape, widths, depth):
 def wrn_kernel_shapes(input_shape, widths, num_classes, depth=16):
     """Kernel shapes in `wrn_layer_names` order, the output Dense last."""
     return [shape for _, shape, _ in _layout(input_shape, widths, depth)] + [
-        (check_widths(widths)[-1], int(num_classes))]
+        (check_widths(widths, name="widths")[-1], int(num_classes))]
 
 
 def wrn_layer_names(input_shape, widths, depth=16):
@@ -86,7 +84,7 @@ def build_wrn(input_shape, num_classes, widths=None, activation="relu",
         depth: 6n + 4 (16 and 28 for WRN-16-4, WRN-28-10).
         Other arguments as `build_cnn`.
     """
-    widths = check_widths(widths or wrn_widths(depth, 4))
+    widths = check_widths(widths or wrn_widths(depth, 4), name="widths")
     check_activation(activation)
     check_num_classes(num_classes)
     check_weight_decay(weight_decay)
@@ -94,7 +92,7 @@ def build_wrn(input_shape, num_classes, widths=None, activation="relu",
     shapes = [shape for _, shape, _ in layout] + [(widths[-1], int(num_classes))]
     inits = dict(zip([n for n, _, _ in layout] + ["output"],
                      check_initializers(kernel_initializers, shapes, activation, seed)))
-    regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
+    regularizer = l2_regularizer(weight_decay)
     conv_cls = MaskedConv2D if masked else keras.layers.Conv2D
     dense_cls = MaskedDense if masked else keras.layers.Dense
 

@@ -17,8 +17,11 @@ import collections
 import keras
 import numpy as np
 
+from keras_egf import validation
+from keras_egf.layers import prunable_layers
 from keras_egf.pruning import distributions
 from keras_egf.pruning import scores as scores_lib
+from keras_egf.pruning import structured
 from keras_egf.pruning.distributions import (  # noqa: F401
     all_distribution_names,
     check_sparsity,
@@ -38,54 +41,53 @@ from keras_egf.pruning.masks import (  # noqa: F401
     masks_from_scores,
     top_k_mask,
 )
+from keras_egf.registry import Registry
 
 PruningMethod = collections.namedtuple(
     "PruningMethod", ["score", "needs_data", "rounds", "min_per_layer"])
 SCOPES = ("layer", "global")
 
-_METHODS = {
-    "random": PruningMethod(scores_lib.random_scores, False, 1, 0),
-    "magnitude": PruningMethod(scores_lib.magnitude_scores, False, 1, 0),
-    "snip": PruningMethod(scores_lib.snip_scores, True, 1, 0),
-    "grasp": PruningMethod(scores_lib.grasp_scores, True, 1, 0),
-    "synflow": PruningMethod(scores_lib.synflow_scores, False, 100, 0),
-    "egf": PruningMethod(scores_lib.egf_scores, True, 10, 1),
-}
+PRUNING_METHODS = Registry(
+    "pruning method", register_with="keras_egf.pruning.register_pruning_method")
 
 
 def all_pruning_method_names():
-    """Names of the registered pruning methods."""
-    return sorted(_METHODS)
+    """Names of the registered pruning methods, sorted."""
+    return sorted(PRUNING_METHODS)
 
 
 def register_pruning_method(name, score, needs_data=False, rounds=1,
-                            min_per_layer=0):
+                            min_per_layer=0, overwrite=False):
     """Registers `score(model, batches, seed, **options) -> {layer: scores}`.
 
     `rounds` > 1 makes it iterative; `min_per_layer` is the floor of kept
-    weights per layer under global ranking.
+    weights per layer under global ranking. Once registered, `name` is a
+    `method` of `prune` and a `pruning` setting of `ComparisonConfig`.
     """
     if not callable(score):
         raise ValueError(f"score must be callable. Received: score={score!r}")
-    _METHODS[name] = PruningMethod(score, bool(needs_data), int(rounds),
-                                   int(min_per_layer))
+    return PRUNING_METHODS.register(name, PruningMethod(
+        score, bool(needs_data), validation.positive_int("rounds", rounds),
+        validation.non_negative_int("min_per_layer", min_per_layer)),
+        overwrite=overwrite)
 
 
 def get_pruning_method(name):
     """Returns the PruningMethod registered as `name`."""
-    if name not in _METHODS:
-        raise ValueError(f"Unknown pruning method {name!r}. Supported: "
-                         f"{all_pruning_method_names()}")
-    return _METHODS[name]
+    return PRUNING_METHODS.get(name)
+
+
+# In name order, as `all_pruning_method_names` (and the report) list them.
+register_pruning_method("egf", scores_lib.egf_scores, True, 10, 1)
+register_pruning_method("grasp", scores_lib.grasp_scores, True)
+register_pruning_method("magnitude", scores_lib.magnitude_scores)
+register_pruning_method("random", scores_lib.random_scores)
+register_pruning_method("snip", scores_lib.snip_scores, True)
+register_pruning_method("synflow", scores_lib.synflow_scores, rounds=100)
 
 
 def _check_seed(seed):
-    if seed is not None and (isinstance(seed, bool)
-                             or not isinstance(seed, (int, np.integer))
-                             or seed < 0):
-        raise ValueError(
-            f"seed must be None or an integer >= 0. Received: seed={seed!r}")
-    return seed
+    return validation.non_negative_int("seed", seed, allow_none=True)
 
 
 def compute_masks(model, sparsity=None, method="random", distribution="uniform",
@@ -116,9 +118,24 @@ def compute_masks(model, sparsity=None, method="random", distribution="uniform",
     if sparsity_m_by_n is not None:
         return _m_by_n_masks(model, spec, method, sparsity_m_by_n, sparsity,
                              counts, scope, seed, exclude, batches, options)
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {SCOPES}. Received: scope={scope!r}")
+    validation.one_of("scope", scope, SCOPES)
     exclude = check_exclude(model, exclude)
+    final, total = _targets(model, sparsity, counts, scope, distribution, exclude)
+    _check_data(spec, method, batches, " (e.g. --pruning_batches)")
+    rounds = validation.positive_int(
+        "rounds", spec.rounds if rounds is None else rounds)
+    masks = None
+    for k in range(1, rounds + 1):
+        scores = _scores(model, spec, exclude, batches, seed, options)
+        masks = _round_masks(scores, spec, final, total, k / rounds)
+        if k < rounds:
+            apply_masks(model, masks)
+    shapes = kernel_shapes(model)
+    return {**masks, **{n: np.ones(shapes[n], np.float32) for n in exclude}}
+
+
+def _targets(model, sparsity, counts, scope, distribution, exclude):
+    """(final kept count per layer, or None; final kept total, or None)."""
     shapes = kernel_shapes(model)
     sizes = {n: int(np.prod(s)) for n, s in shapes.items()}
     if counts is not None:
@@ -129,49 +146,46 @@ def compute_masks(model, sparsity=None, method="random", distribution="uniform",
         for n, c in counts.items():
             if not 1 <= int(c) <= sizes[n]:
                 raise ValueError(f"counts[{n!r}]={c}: must be in [1, {sizes[n]}]")
-        final = {n: int(counts[n]) for n in shapes}
-        total = None
-    else:
-        check_sparsity(sparsity)
-        if scope == "layer":
-            final = layer_counts(model, sparsity, distribution, exclude)
-            total = None
-        else:
-            pruned = [n for n in shapes if n not in exclude]
-            total = kept_count(sum(sizes[n] for n in pruned), sparsity)
-            final = None
+        return {n: int(counts[n]) for n in shapes}, None
+    check_sparsity(sparsity)
+    if scope == "layer":
+        return layer_counts(model, sparsity, distribution, exclude), None
+    pruned = [n for n in shapes if n not in exclude]
+    return None, kept_count(sum(sizes[n] for n in pruned), sparsity)
+
+
+def _check_data(spec, method, batches, hint=""):
     if spec.needs_data and not batches:
         raise ValueError(f"Pruning method {method!r} needs data: pass "
-                         "batches=[(x, y), ...] (e.g. --pruning_batches).")
-    rounds = spec.rounds if rounds is None else int(rounds)
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1. Received: rounds={rounds}")
-    dense = {n: np.ones(shapes[n], np.float32) for n in exclude}
-    masks = None
-    for k in range(1, rounds + 1):
-        fraction = k / rounds  # kept = final ** (k / rounds), geometric
-        raw = spec.score(model, batches=batches, seed=seed, **options)
-        scores = among_kept({n: raw[n] for n in shapes if n not in exclude},
-                            get_masks(model))
-        if final is not None:
-            target = {n: final[n] if k == rounds else max(final[n], int(round(
-                sizes[n] * (final[n] / sizes[n]) ** fraction))) for n in scores}
-            masks = masks_from_scores(scores, counts=target)
-        else:
-            grand = sum(sizes[n] for n in scores)
-            kept = total if k == rounds else max(total, int(round(
-                grand * (total / grand) ** fraction)))
-            masks = masks_from_scores(scores, total=kept,
-                                      min_per_layer=spec.min_per_layer)
-        if k < rounds:
-            apply_masks(model, masks)
-    return {**masks, **dense}
+                         f"batches=[(x, y), ...]{hint}.")
+
+
+def _scores(model, spec, exclude, batches, seed, options):
+    """The method's scores of the non-excluded layers, -inf where pruned."""
+    raw = spec.score(model, batches=batches, seed=seed, **options)
+    return among_kept({n: raw[n] for n in kernel_shapes(model) if n not in exclude},
+                      get_masks(model))
+
+
+def _round_masks(scores, spec, final, total, fraction):
+    """Masks of one round: kept = final ** fraction of each layer's size
+    (per layer) or of all (global), geometric, exactly final at fraction 1."""
+    sizes = {n: int(np.size(v)) for n, v in scores.items()}
+
+    def kept(size, target):
+        if fraction == 1:
+            return target
+        return max(target, int(round(size * (target / size) ** fraction)))
+
+    if final is not None:
+        return masks_from_scores(scores, counts={
+            n: kept(sizes[n], final[n]) for n in scores})
+    return masks_from_scores(scores, total=kept(sum(sizes.values()), total),
+                             min_per_layer=spec.min_per_layer)
 
 
 def _m_by_n_masks(model, spec, method, sparsity_m_by_n, sparsity, counts,
                   scope, seed, exclude, batches, options):
-    from keras_egf.pruning import structured
-
     if sparsity is not None or counts is not None or scope != "layer":
         raise ValueError(
             "sparsity_m_by_n fixes the sparsity (m / n per group): leave "
@@ -179,12 +193,8 @@ def _m_by_n_masks(model, spec, method, sparsity_m_by_n, sparsity, counts,
             f", counts={counts!r}, scope={scope!r}")
     exclude = check_exclude(model, exclude)
     shapes = kernel_shapes(model)
-    if spec.needs_data and not batches:
-        raise ValueError(f"Pruning method {method!r} needs data: pass "
-                         "batches=[(x, y), ...].")
-    raw = spec.score(model, batches=batches, seed=seed, **options)
-    scores = among_kept({n: raw[n] for n in shapes if n not in exclude},
-                        get_masks(model))
+    _check_data(spec, method, batches)
+    scores = _scores(model, spec, exclude, batches, seed, options)
     masks = {n: structured.m_by_n_mask(
         np.where(np.isfinite(v), v, np.finfo(np.float64).min), sparsity_m_by_n)
         for n, v in scores.items()}
@@ -209,9 +219,6 @@ def prune(model, sparsity=None, method="random", distribution="uniform",
     """
     copied = False
     if not masked_layers(model):
-        from keras_egf.layers import prunable_layers
-        from keras_egf.pruning.conversion import masked_copy
-
         if isinstance(model, keras.Model) and prunable_layers(model):
             model, copied = masked_copy(model), True
     masks = compute_masks(model, sparsity, method=method,
@@ -261,6 +268,7 @@ def magnitude_masks(model, sparsity, distribution="uniform", seed=None,
 
 
 from keras_egf.pruning.conversion import (  # noqa: E402,F401
+    masked_copy,
     prune_low_magnitude,
     prune_scope,
     strip_pruning,

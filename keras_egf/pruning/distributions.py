@@ -2,13 +2,17 @@
 
 Each distribution maps an ordered dict {layer name: kernel shape}, a target
 sparsity in [0, 1) and layer names to exclude (kept dense) to a dict
-{layer name: sparsity}. Look them up by name with `get_distribution`.
+{layer name: sparsity}. They are a `Registry` (`DISTRIBUTIONS`), looked up
+by name with `get_distribution`; add one with `register_distribution`.
 """
 
 import math
 import numbers
 
 import numpy as np
+
+from keras_egf import validation
+from keras_egf.registry import Registry
 
 
 def _is_real(value):
@@ -29,16 +33,13 @@ def _is_real(value):
 
 def check_sparsity(sparsity, name="sparsity"):
     """Raises ValueError unless 0 <= sparsity < 1 (a finite real number: not
-    a bool, nor a string that would parse as one)."""
+    a bool, nor a string that would parse as one); returns it as a float."""
     if not _is_real(sparsity):
-        raise ValueError(
-            f"{name} must be a number in [0, 1), not {type(sparsity).__name__}. "
-            f"Received: {name}={sparsity!r}")
+        validation.fail(name, "a number in [0, 1), not "
+                        f"{type(sparsity).__name__}", sparsity)
     value = float(sparsity)
     if not math.isfinite(value) or not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"{name} must be in [0, 1). Received: {name}={sparsity!r}"
-        )
+        validation.fail(name, "a number in [0, 1)", sparsity)
     return value
 
 
@@ -129,24 +130,28 @@ def erk(shapes, sparsity, exclude=(), power_scale=1.0):
     return result
 
 
-_DISTRIBUTIONS = {"uniform": uniform, "erk": erk}
+DISTRIBUTIONS = Registry(
+    "sparsity distribution",
+    register_with="keras_egf.pruning.register_distribution")
 
 
 def all_distribution_names():
-    """Names of the registered sparsity distributions."""
-    return sorted(_DISTRIBUTIONS)
+    """Names of the registered sparsity distributions, sorted."""
+    return sorted(DISTRIBUTIONS)
 
 
-def register_distribution(name, fn):
-    """Registers `fn(shapes, sparsity, exclude) -> {name: sparsity}`."""
-    _DISTRIBUTIONS[name] = fn
+def register_distribution(name, fn, overwrite=False):
+    """Registers `fn(shapes, sparsity, exclude) -> {name: sparsity}`; then
+    `name` is a `distribution` of `keras_egf.pruning.prune`."""
+    if not callable(fn):
+        raise ValueError(f"`fn` must be callable. Received: fn={fn!r}")
+    return DISTRIBUTIONS.register(name, fn, overwrite=overwrite)
 
 
 def get_distribution(name):
     """Returns the distribution registered as `name`."""
-    if name not in _DISTRIBUTIONS:
-        raise ValueError(
-            f"Unknown sparsity distribution {name!r}. Supported: "
-            f"{all_distribution_names()}"
-        )
-    return _DISTRIBUTIONS[name]
+    return DISTRIBUTIONS.get(name)
+
+
+register_distribution("erk", erk)
+register_distribution("uniform", uniform)

@@ -16,20 +16,17 @@ again.
 import keras
 import numpy as np
 
+from keras_egf import validation
 from keras_egf.pruning.distributions import check_sparsity
 
 
 def _check_steps(begin_step, end_step, frequency):
-    for name, value in (("begin_step", begin_step), ("frequency", frequency)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                or value < (1 if name == "frequency" else 0):
-            raise ValueError(f"{name} must be an integer >= "
-                             f"{1 if name == 'frequency' else 0}. "
-                             f"Received: {name}={value!r}")
-    if end_step != -1 and (not isinstance(end_step, (int, np.integer))
+    validation.non_negative_int("begin_step", begin_step)
+    validation.positive_int("frequency", frequency)
+    if end_step != -1 and (not validation.is_int(end_step)
                            or end_step < begin_step):
-        raise ValueError(f"end_step must be -1 (never ends) or >= begin_step="
-                         f"{begin_step}. Received: end_step={end_step!r}")
+        validation.fail("end_step", "-1 (never ends) or an integer >= "
+                        f"begin_step={begin_step}", end_step)
 
 
 class PruningSchedule:
@@ -98,7 +95,8 @@ class PolynomialDecay(PruningSchedule):
                  power=3, frequency=100):
         super().__init__(begin_step, end_step, frequency)
         if end_step == -1:
-            raise ValueError("PolynomialDecay needs an end_step. Received: end_step=-1")
+            validation.fail("end_step", "an integer >= begin_step (PolynomialDecay "
+                            "needs an end)", end_step)
         self.initial_sparsity = check_sparsity(initial_sparsity, "initial_sparsity")
         self.final_sparsity = check_sparsity(final_sparsity, "final_sparsity")
         self.power = power
