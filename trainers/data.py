@@ -16,6 +16,8 @@ import sys
 
 from absl import flags
 
+from keras_egf import data
+from keras_egf import interrupts
 from trainers import EXIT_INTERRUPTED, fail, run_binary
 
 PROGRAM = "keras-egf-data"
@@ -27,9 +29,6 @@ flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir to prepare "
 
 
 def main(argv):
-    from keras_egf import data
-    from keras_egf import interrupts
-
     args = argv[1:]
     if not args or args[0] not in COMMANDS or len(args) < 2:
         return fail(PROGRAM, f"expected `{PROGRAM} prepare NAME [NAME ...] "

@@ -123,6 +123,7 @@ class _ForeignSchedule(PruningSchedule):
         self.frequency = getattr(schedule, "frequency", 100)
 
     def __call__(self, step):
+        # TFMOT's schedules are TensorFlow's (any Keras backend here).
         import tensorflow as tf
 
         should, sparsity = self.schedule(tf.constant(int(step), tf.int64))
