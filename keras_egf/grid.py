@@ -211,15 +211,19 @@ def _validate_axes(grid, where):
                 raise ValueError(f"{where}.grid.{key}: {e}") from None
 
 
+def _check_keys(where, mapping, allowed):
+    for key in mapping:
+        if key not in allowed:
+            raise ValueError(f"{where}: unknown key {_short(key)}; "
+                             f"allowed: {allowed}")
+
+
 def parse_grid(spec, source="grid"):
     """Validates a grid dict; raises ValueError naming the bad key (and the
     file, `source`)."""
     if not isinstance(spec, dict):
         raise ValueError(f"{source}: top level must be a JSON object")
-    for key in spec:
-        if key not in TOP_LEVEL_KEYS:
-            raise ValueError(f"{source}: unknown key {_short(key)}; "
-                             f"allowed: {list(TOP_LEVEL_KEYS)}")
+    _check_keys(source, spec, list(TOP_LEVEL_KEYS))
     for key in ("name", "grid"):
         if key not in spec:
             raise ValueError(f"{source}: missing key {key!r}")
@@ -230,10 +234,7 @@ def parse_grid(spec, source="grid"):
     for part, mapping in (("fixed", fixed), ("grid", axes)):
         if not isinstance(mapping, dict):
             raise ValueError(f"{source}.{part}: expected an object")
-        for key in mapping:
-            if key not in _FIELDS:
-                raise ValueError(f"{source}.{part}: unknown key {_short(key)}; "
-                                 f"allowed: {sorted(_FIELDS)}")
+        _check_keys(f"{source}.{part}", mapping, sorted(_FIELDS))
     for key, value in fixed.items():
         _check_value(key, value, f"{source}.fixed")
     for key, values in axes.items():

@@ -348,7 +348,10 @@ def _edit_results(path, folder, change):
      "config.optimizer: expected str, got int 3"),
     # Issue 27.6: KeyError 'dense_width' in the width plot.
     (lambda r: r["config"].pop("dense_width"), "config.dense_width: missing"),
-    (lambda r: r["config"].update(optimizer="adamax"), "config.optimizer='adamax'"),
+    (lambda r: r["config"].update(optimizer="adamax"),
+     "config.optimizer: `optimizer` must be one of ['sgd', 'momentum', 'adagrad', "
+     "'rmsprop', 'adam', 'adamw'] (or one registered with "
+     "keras_egf.optimizers.register_optimizer). Received: optimizer='adamax'"),
     (lambda r: r["models"]["dense"].update(test_accuracy=float("nan")),
      "models.dense.test_accuracy: nan is not a finite number"),
 ])

@@ -451,8 +451,8 @@ def test_one_epoch_comparison_png_draws_points(tmp_path, monkeypatch):
 def test_sparse_width_fixes_the_sparse_model_across_dense_widths(tmp_path):
     from keras_egf import grid as grid_lib
 
-    with pytest.raises(ValueError, match="sparse_width=10: must be an integer >= "
-                       "dense_width=12"):
+    with pytest.raises(ValueError, match="`sparse_width` must be an integer >= "
+                       "dense_width=12 .*Received: sparse_width=10"):
         _tiny_config(sparse_width=10).validate()
     paper = grid_lib.load_grid(os.path.join(ROOT, "configs/grids/paper_fashion_mnist.json"))
     for width, density in ((308, 0.1), (923, 0.3), (2768, 0.9)):
@@ -529,8 +529,11 @@ def test_arch_cnn_end_to_end_on_mock_cifar10(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--arch=cnn", "--regularizers=sc"], "sc (skip connections) applies to arch='mlp'"),
-    (["--arch=wrn", "--wrn_depth=12"], "--wrn_depth=12: must be 6n + 4"),
-    (["--arch=cnn", "--sparse_width=400"], "--sparse_width=400: applies to arch='mlp'"),
+    (["--arch=wrn", "--wrn_depth=12"], "--wrn_depth: `wrn_depth` must be 6n + 4 "
+     "with n >= 1 (10, 16, 22, 28, ...), a Wide ResNet's depth. Received: wrn_depth=12"),
+    (["--arch=cnn", "--sparse_width=400"], "--sparse_width: `sparse_width` must be "
+     "None for arch='cnn' (it applies to arch='mlp' only; use "
+     "sparse_width_multiplier). Received: sparse_width=400"),
 ])
 def test_bad_arch_settings_are_named(args, message):
     proc = _train([*TINY, *args, "--output_dir=/tmp/never"])

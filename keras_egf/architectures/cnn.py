@@ -7,11 +7,9 @@ import keras
 from keras_egf.architectures.common import (
     activation_layer,
     bias_before_norm,
-    check_activation,
     check_image_shape,
     check_initializers,
-    check_num_classes,
-    check_weight_decay,
+    check_shared_arguments,
     check_widths,
     l2_regularizer,
 )
@@ -65,9 +63,7 @@ def build_cnn(input_shape, num_classes, widths=DEFAULT_WIDTHS, activation="relu"
         **model_options: passed to MaskedModel.
     """
     widths = _check_cnn(input_shape, widths)
-    check_activation(activation)
-    check_num_classes(num_classes)
-    check_weight_decay(weight_decay)
+    check_shared_arguments(activation, num_classes, weight_decay)
     shapes = cnn_kernel_shapes(input_shape, widths, num_classes)
     inits = check_initializers(kernel_initializers, shapes, activation, seed)
     names = cnn_layer_names()

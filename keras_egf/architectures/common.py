@@ -70,6 +70,13 @@ def check_weight_decay(weight_decay):
     return validation.number_in("weight_decay", weight_decay, 0)
 
 
+def check_shared_arguments(activation, num_classes, weight_decay):
+    """The checks every builder makes of the arguments all builders take."""
+    check_activation(activation)
+    check_num_classes(num_classes)
+    check_weight_decay(weight_decay)
+
+
 def check_image_shape(input_shape, what):
     """`input_shape` as a tuple; ValueError unless it is (height, width,
     channels): `what` names the network that needs it."""

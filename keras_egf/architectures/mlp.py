@@ -6,10 +6,8 @@ import numpy as np
 from keras_egf.architectures.common import (
     activation_layer,
     bias_before_norm,
-    check_activation,
     check_initializers,
-    check_num_classes,
-    check_weight_decay,
+    check_shared_arguments,
     check_widths,
     l2_regularizer,
 )
@@ -90,9 +88,7 @@ def _check_mlp(hidden_widths, activation, num_classes, weight_decay,
                skip_connections):
     """build_mlp's arguments checked; returns the widths as a list of ints."""
     widths = check_widths(hidden_widths)
-    check_activation(activation)
-    check_num_classes(num_classes)
-    check_weight_decay(weight_decay)
+    check_shared_arguments(activation, num_classes, weight_decay)
     if skip_connections and len(set(widths)) > 1:
         validation.fail("hidden_widths", "equal widths when skip_connections="
                         "True (each hidden layer's input is added to its "

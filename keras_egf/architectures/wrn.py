@@ -8,11 +8,9 @@ import keras
 
 from keras_egf.architectures.common import (
     activation_layer,
-    check_activation,
     check_image_shape,
     check_initializers,
-    check_num_classes,
-    check_weight_decay,
+    check_shared_arguments,
     check_widths,
     l2_regularizer,
 )
@@ -85,9 +83,7 @@ def build_wrn(input_shape, num_classes, widths=None, activation="relu",
         Other arguments as `build_cnn`.
     """
     widths = check_widths(widths or wrn_widths(depth, 4), name="widths")
-    check_activation(activation)
-    check_num_classes(num_classes)
-    check_weight_decay(weight_decay)
+    check_shared_arguments(activation, num_classes, weight_decay)
     layout = _layout(input_shape, widths, depth)
     shapes = [shape for _, shape, _ in layout] + [(widths[-1], int(num_classes))]
     inits = dict(zip([n for n, _, _ in layout] + ["output"],
