@@ -145,7 +145,8 @@ def _targets(model, sparsity, counts, scope, distribution, exclude):
                              f"{missing}) and go with scope='layer'")
         for n, c in counts.items():
             if not 1 <= int(c) <= sizes[n]:
-                raise ValueError(f"counts[{n!r}]={c}: must be in [1, {sizes[n]}]")
+                validation.fail(f"counts[{n!r}]", f"in [1, {sizes[n]}] (the "
+                                "layer's kernel size)", c)
         return {n: int(counts[n]) for n in shapes}, None
     check_sparsity(sparsity)
     if scope == "layer":

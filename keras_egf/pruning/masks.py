@@ -10,6 +10,7 @@ same masks every time.
 import numpy as np
 
 from keras_egf import layers as layers_lib
+from keras_egf import validation
 from keras_egf.pruning import distributions
 
 
@@ -97,8 +98,8 @@ def top_k_selection(scores, count):
     if values.dtype not in (np.float32, np.float64):  # float32 -> float64 is
         values = values.astype(np.float64)             # exact: same selection
     if not 0 <= count <= values.size:
-        raise ValueError(f"count must be in [0, {values.size}] for shape "
-                         f"{np.shape(scores)}. Received: count={count}")
+        validation.fail("count", f"in [0, {values.size}] (scores of shape "
+                        f"{np.shape(scores)})", count)
     if values.size and np.isnan(values.max()):  # max propagates NaN
         values = np.where(np.isnan(values), -np.inf, values)
     selected = np.zeros(values.size, bool)
@@ -162,8 +163,7 @@ def masks_from_scores(scores, counts=None, total=None, min_per_layer=1):
         return {n: top_k_mask(s, counts[n]) for n, s in scores.items()}
     names = list(scores)
     sizes = [np.asarray(scores[n]).size for n in names]
-    if not 0 <= total <= sum(sizes):
-        raise ValueError(f"total must be in [0, {sum(sizes)}]. Received: total={total}")
+    validation.integer("total", total, 0, sum(sizes))
     flat = np.concatenate([np.asarray(scores[n], np.float64).ravel() for n in names])
     keep = np.zeros(flat.size, dtype=bool)
     offsets = np.cumsum([0] + sizes)
