@@ -116,3 +116,27 @@ def test_every_layer_excluded():
         sd.erk(SHAPES, 0.3, exclude=list(SHAPES))
     assert sd.uniform(SHAPES, 0.8, exclude=["hidden_0"]) == {
         "hidden_0": 0.0, "hidden_1": 0.8, "output": 0.8}  # no budget to exceed
+
+
+def test_a_distribution_registered_later_is_used_by_prune():
+    """Issue 23: distributions are a registry, looked up when used."""
+    assert list(sd.DISTRIBUTIONS) == ["erk", "uniform"]
+    with pytest.raises(ValueError, match=r"^Unknown sparsity distribution "
+                       r"'last_dense'\. Supported: \['erk', 'uniform'\]\. "
+                       r"Register one with keras_egf\.pruning\.register_distribution\.$"):
+        sd.get_distribution("last_dense")
+
+    def last_dense(shapes, sparsity, exclude=()):
+        names = list(shapes)
+        return {n: 0.0 if n == names[-1] else sparsity for n in names}
+
+    ke.pruning.register_distribution("last_dense", last_dense)
+    try:
+        assert "last_dense" in ke.all_distribution_names()
+        model = ke.build_mlp((6,), [8], 3)
+        masks = ke.prune(model, 0.5, distribution="last_dense", seed=0)
+        assert masks.sparsities == {"hidden_0": 0.5, "output": 0.0}
+        with pytest.raises(ValueError, match="already registered"):
+            ke.pruning.register_distribution("last_dense", last_dense)
+    finally:
+        sd.DISTRIBUTIONS.unregister("last_dense")

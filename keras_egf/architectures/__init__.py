@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_egf.architectures import cnn as cnn_lib
 from keras_egf.architectures import wrn as wrn_lib
-from keras_egf.architectures.common import (
+from keras_egf.architectures.common import (  # noqa: F401  (re-exported)
     ACTIVATIONS,
     activation_layer,
     check_activation,
@@ -97,9 +97,10 @@ def all_architecture_names():
 def register_architecture(architecture, overwrite=False):
     """Registers an `Architecture` under its name; then the name is an
     `arch` of `ComparisonConfig` and `keras_egf.capacity`."""
-    if not isinstance(architecture, Architecture):
-        raise ValueError("`architecture` must be a keras_egf.architectures."
-                         f"Architecture. Received: architecture={architecture!r}")
+    if not all(hasattr(architecture, f) for f in Architecture._fields):
+        validation.fail("architecture", "a keras_egf.architectures."
+                        f"Architecture (fields {list(Architecture._fields)})",
+                        architecture)
     return ARCHITECTURES.register(architecture.name, architecture,
                                   overwrite=overwrite)
 

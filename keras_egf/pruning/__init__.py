@@ -19,7 +19,7 @@ import numpy as np
 
 from keras_egf import validation
 from keras_egf.layers import prunable_layers
-from keras_egf.pruning import distributions
+from keras_egf.pruning import distributions  # noqa: F401  (re-exported)
 from keras_egf.pruning import scores as scores_lib
 from keras_egf.pruning import structured
 from keras_egf.pruning.distributions import (  # noqa: F401
