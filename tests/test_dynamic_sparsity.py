@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import keras_egf as ke
 from keras_egf import pruning
 from keras_egf.experiment import mask_digests
+from keras_egf.gradient_recorder import GradientRecorder
 from keras_egf.pruning import dynamic
 from reference import effective_twin, twin_kernel_gradients
 
@@ -123,10 +124,11 @@ def test_stored_gradient_is_the_effective_kernel_gradient_at_pruned_positions():
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     twin = effective_twin(model, **kwargs)
     expected = twin_kernel_gradients(twin, [(x, y)], l2=0.05)
-    model.enable_kernel_gradients()
-    model.request_kernel_gradients()
+    recorder = GradientRecorder()
+    model.record_kernel_gradients(recorder)
+    recorder.request()
     model.train_on_batch(x, y)
-    stored = model.stored_kernel_gradients()
+    stored = recorder.gradients()
     for layer, g in zip(pruning.masked_layers(model), expected):
         np.testing.assert_allclose(stored[layer.name], g, rtol=1e-5, atol=1e-7)
         assert np.abs(stored[layer.name][layer.mask.numpy() == 0]).sum() > 0
@@ -143,10 +145,11 @@ def test_stored_gradient_is_unscaled_under_mixed_precision():
                           keras.losses.SparseCategoricalCrossentropy(from_logits=True))
             if policy == "mixed_float16":
                 assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-            model.enable_kernel_gradients()
-            model.request_kernel_gradients()
+            recorder = GradientRecorder()
+            model.record_kernel_gradients(recorder)
+            recorder.request()
             model.train_on_batch(x, y)
-            stored[policy] = model.stored_kernel_gradients()
+            stored[policy] = recorder.gradients()
         finally:
             keras.mixed_precision.set_global_policy("float32")
     for name, g in stored["float32"].items():  # the loss scale (32768) divided out
@@ -231,7 +234,7 @@ def test_update_reports_the_regrown_count_and_the_mask_change(method):
     layers = pruning.masked_layers(model)
     before = {l.name: l.mask.numpy() > 0 for l in layers}
     if method == "rigl":
-        model.request_kernel_gradients()
+        update.recorder.request()
     model.train_on_batch(x, y)
     changes = update.update(1000)
     for layer in layers:
@@ -299,7 +302,7 @@ def _spy_growth(monkeypatch):
     the update chose: SET's draw is replayed into the reference as its random
     grow scores (the reference then makes the same draw)."""
     calls = []
-    real_random, real_top = dynamic._grow_random, dynamic._grow_top
+    real_random, real_top = dynamic.grow_random, dynamic.grow_top
 
     def grow_random(rng, size, remained, k):
         grown = real_random(rng, size, remained, k)
@@ -311,8 +314,8 @@ def _spy_growth(monkeypatch):
         calls.append((np.array(remained), np.array(grown)))
         return grown
 
-    monkeypatch.setattr(dynamic, "_grow_random", grow_random)
-    monkeypatch.setattr(dynamic, "_grow_top", grow_top)
+    monkeypatch.setattr(dynamic, "grow_random", grow_random)
+    monkeypatch.setattr(dynamic, "grow_top", grow_top)
     return calls
 
 
@@ -329,7 +332,7 @@ def _trained(method, seed=0, drop_rule="magnitude", reinit_when_same=False,
                                      reinit_when_same=reinit_when_same)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[update])
     if method == "rigl":
-        model.request_kernel_gradients()
+        update.recorder.request()
     model.train_on_batch(x[:32], y[:32])
     return model, update
 
@@ -352,7 +355,7 @@ def test_update_matches_rigl_tf2_generic_mask_update(method, reinit_when_same, m
     model, update = _trained(method, seed=5, reinit_when_same=reinit_when_same)
     layers = pruning.masked_layers(model)
     before = {l.name: _state(model, l) for l in layers}
-    grads = model.stored_kernel_gradients() if method == "rigl" else None
+    grads = update.recorder.gradients() if method == "rigl" else None
     calls = _spy_growth(monkeypatch)
     update.update(1000)
     fraction = update.updates[-1][1]
@@ -540,7 +543,7 @@ def test_instead_of_step_timing_matches_jaxpruner():
               callbacks=[begin, update, end])
     assert [s for s, _ in update.updates] == [4]
     fraction = update.updates[0][1]
-    grads = model.stored_kernel_gradients()  # of step 4, the last storing step
+    grads = update.recorder.gradients()  # of step 4, the last recording step
     kernels = {id(l.kernel): l for l in layers}
     activated_total = 0
     for w, before, after in zip(model.trainable_variables, begin.state["weights"],
