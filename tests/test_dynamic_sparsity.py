@@ -620,3 +620,108 @@ def test_drop_rule_timing_and_reinit_options_are_validated():
     default = pruning.DynamicSparsity("set")
     assert (default.drop_rule, default.timing, default.reinit_when_same) == (
         "magnitude", "after_step", False)
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_each_fit_starts_afresh(method):
+    """Two identical models: the callback used in both fits has, after the
+    second, the state (updates, schedule, masks made) of a fresh one used in
+    the second only."""
+    x, y = _data(64)
+    runs = {}
+    for name in ("used", "fresh"):
+        model, _ = _model(seed=5)
+        model.compile(keras.optimizers.Adam(0.01),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        first = pruning.DynamicSparsity(method, update_every=2, drop_fraction=0.4)
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+                  callbacks=[first])  # steps 0..7, updates at 2, 4
+        second = first if name == "used" else pruning.DynamicSparsity(
+            method, update_every=2, drop_fraction=0.4)
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+                  callbacks=[second])  # steps 8..15, end 8 + 6: updates at 8, 10, 12
+        runs[name] = (second, mask_digests(model))
+    (used, used_masks), (fresh, fresh_masks) = runs["used"], runs["fresh"]
+    assert [s for s, _ in used.updates] == [8, 10, 12]
+    assert used.updates == fresh.updates
+    assert used.schedule == fresh.schedule == dynamic.CosineDropFraction(0.4, 14)
+    assert used_masks == fresh_masks
+
+
+def test_rigl_model_saves_and_loads_without_the_recorded_gradients(tmp_path):
+    """The recorder's buffers are not model weights: a model that ran RigL
+    saves the same variables as before it did, and loads with the same
+    predictions."""
+    model, _ = _model(seed=6)
+    model.compile(keras.optimizers.Adam(0.01),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    paths = [v.path for v in model.weights]
+    x, y = _data(64)
+    update = pruning.DynamicSparsity("rigl", update_every=2, end_step=8)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[update])
+    assert update.updates and update.recorder.gradients()  # it recorded
+    assert [v.path for v in model.weights] == paths
+    recorded = {id(v) for v in update.recorder._buffers.values()}
+    assert not recorded & {id(v) for v in model.variables + model.optimizer.variables}
+    path = tmp_path / "rigl.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [v.path for v in loaded.weights] == paths
+    assert loaded._gradient_recorder is None
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert mask_digests(loaded) == mask_digests(model)
+
+
+class _Reverse(dynamic.SET):
+    """A method of the test's own: grows at the last free positions."""
+
+    def grow(self, layer, remained, k, rng):
+        free = np.setdiff1d(np.arange(np.prod(layer.kernel.shape)), remained)
+        return free[::-1][:k]
+
+
+def test_methods_are_registered_classes_looked_up_when_used():
+    assert type(pruning.DynamicSparsity("set")) is dynamic.SET
+    rigl = pruning.DynamicSparsity()
+    assert type(rigl) is dynamic.RigL and rigl.method == "rigl"
+    assert isinstance(rigl, dynamic.SET) and isinstance(rigl, pruning.DynamicSparsity)
+    assert dynamic.SET(update_every=3).method == "set"
+    assert dynamic.METHODS == ("set", "rigl") and ("static",) + dynamic.METHODS == (
+        "static", "set", "rigl")
+    with pytest.raises(ValueError, match="Unknown dynamic sparsity method 'reverse'.*"
+                       "register_dynamic_method.*method='reverse'"):
+        pruning.DynamicSparsity("reverse")
+    with pytest.raises(ValueError, match="method='rigl'"):
+        dynamic.SET("rigl")
+    dynamic.register_dynamic_method("reverse", _Reverse)
+    try:
+        assert "reverse" in dynamic.METHODS
+        update = pruning.DynamicSparsity("reverse", update_every=2, end_step=3)
+        assert type(update) is _Reverse and update.method == "reverse"
+        model, _ = _model(seed=7)
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        counts = ke.active_weights(model)
+        x, y = _data(48)
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[update])
+        assert [s for s, _ in update.updates] == [2]
+        assert ke.active_weights(model) == counts
+    finally:
+        dynamic.DYNAMIC_METHODS.unregister("reverse")
+    with pytest.raises(ValueError, match="method_class"):
+        dynamic.register_dynamic_method("dense", keras.callbacks.Callback)
+
+
+def test_drop_fraction_schedules_serialise():
+    cosine = dynamic.CosineDropFraction(0.3, end_step=100)
+    assert cosine(0) == pytest.approx(0.3) and cosine(50) == pytest.approx(0.15)
+    assert cosine(100) == cosine(150) == 0.0
+    constant = dynamic.ConstantDropFraction(0.3, end_step=100)
+    assert constant(99) == 0.3 and constant(100) == 0.0
+    for schedule in (cosine, constant):
+        config = keras.saving.serialize_keras_object(schedule)
+        assert keras.saving.deserialize_keras_object(config) == schedule
+        assert type(schedule).from_config(schedule.get_config()) == schedule
+    with pytest.raises(ValueError, match="end_step=0"):
+        dynamic.CosineDropFraction(0.3, end_step=0)
+    with pytest.raises(ValueError, match="drop_fraction=0"):
+        dynamic.ConstantDropFraction(0, end_step=10)
