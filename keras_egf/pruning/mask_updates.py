@@ -48,19 +48,19 @@ class DropFractionSchedule:
     def __call__(self, step):
         return 0.0 if step >= self.end_step else self.fraction(step)
 
-    def get_config(self):
-        return {"drop_fraction": self.drop_fraction, "end_step": self.end_step}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
 
     def __repr__(self):
         return (f"{type(self).__name__}(drop_fraction={self.drop_fraction!r}, "
                 f"end_step={self.end_step!r})")
+
+    def get_config(self):
+        return {"drop_fraction": self.drop_fraction, "end_step": self.end_step}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="keras_egf")
