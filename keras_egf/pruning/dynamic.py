@@ -268,10 +268,6 @@ class DynamicSparsity(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         step, self._step = self._step, self._step + 1
         if self._due(step):
-            if self._before_step is not None:  # undo the step's optimizer update
-                for variable, value in self._before_step:
-                    variable.assign(value)
-                self._before_step = None
             self.update(step)
 
     def _trainable_state(self):
@@ -289,10 +285,19 @@ class DynamicSparsity(keras.callbacks.Callback):
         return self.schedule(step)
 
     def update(self, step):
-        """One drop-and-grow update of every layer (the step's fraction)."""
+        """One drop-and-grow update of every layer (the step's fraction),
+        after undoing the step's optimizer update (timing="instead_of_step")."""
+        # `self.model` first: on JAX, reading it brings the training state
+        # into the variables read and written below.
+        optimizer = self.model.optimizer
+        if self._before_step is not None:
+            for variable, value in self._before_step:
+                variable.assign(value)
+            self._before_step = None
         fraction = self.drop_fraction_at(step)
         rng = np.random.default_rng([self.seed, step])
-        changes = {layer.name: self._write(layer, *self._select(layer, fraction, rng))
+        changes = {layer.name: self._write(layer, optimizer,
+                                           *self._select(layer, fraction, rng))
                    for layer in self._layers}
         self.updates.append((step, fraction))
         self._summarise(step, fraction, changes)
@@ -310,7 +315,7 @@ class DynamicSparsity(keras.callbacks.Callback):
         remained, dropped = DROP_RULES[self.drop_rule].drop(active, values, fraction)
         return old, dropped, self.grow(layer, remained, dropped.size, rng)
 
-    def _write(self, layer, old, dropped, grown):
+    def _write(self, layer, optimizer, old, dropped, grown):
         """Applies one layer's drop and growth: one elementwise select per
         variable (the kernel, each optimizer slot) and one mask write.
         Returns (grown count, fraction of the kernel whose mask changed)."""
@@ -331,7 +336,6 @@ class DynamicSparsity(keras.callbacks.Callback):
         layer.kernel.assign(keras.ops.where(at, keras.ops.zeros((), layer.kernel.dtype),
                                             layer.kernel.value))
         layer.mask.assign(new.reshape(shape).astype(layer.mask.dtype))
-        optimizer = self.model.optimizer
         if optimizer.built:
             for slot in optimizer_slots(optimizer, layer.kernel):
                 reset = keras.ops.full((), slot_reset_value(optimizer, slot), slot.dtype)
