@@ -45,14 +45,13 @@ from keras import ops
 from keras_egf import backend as backend_lib
 from keras_egf import layers as layers_lib
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS, gradient_flow_measures
-from keras_egf.validation import positive_int
+from keras_egf.validation import one_of, positive_int
 
 _OPTIONS = ("track_gradient_flow", "mask_product", "gradient_flow_every",
             "source_model_class")
 # Measured with `python -m benchmarks` (benchmarks/RESULTS.md): the smallest
 # interval whose tracking cost stays within 3 % in both jit modes.
 DEFAULT_GRADIENT_FLOW_EVERY = 32
-
 
 
 class KernelGradients(collections.namedtuple(
@@ -141,25 +140,15 @@ class MaskedModel(keras.Model):
         gradient_flow_every=DEFAULT_GRADIENT_FLOW_EVERY,
         source_model_class="Functional",
     ):
-        allowed = (
+        self.mask_product = one_of("mask_product", mask_product, (
             layers_lib.MASK_PRODUCT_IDENTITY,
-            layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH,
-        )
-        if mask_product not in allowed:
-            raise ValueError(
-                f"mask_product must be one of {allowed}. "
-                f"Received: mask_product={mask_product!r}"
-            )
+            layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH))
         self.track_gradient_flow = bool(track_gradient_flow)
         self.gradient_flow_every = positive_int("gradient_flow_every",
                                                 gradient_flow_every)
-        self.mask_product = mask_product
-        if source_model_class not in ("Functional", "Sequential"):
-            raise ValueError("source_model_class must be 'Functional' or "
-                             "'Sequential'. Received: source_model_class="
-                             f"{source_model_class!r}")
         # What strip_pruning gives back (prune_low_magnitude sets it).
-        self.source_model_class = source_model_class
+        self.source_model_class = one_of("source_model_class", source_model_class,
+                                         ("Functional", "Sequential"))
         self._kernels_zeroed = False  # True while fit/train_on_batch run.
         if not hasattr(self, "_gradient_recorder"):
             # A GradientRecorder (plain object: Keras tracks neither it nor
