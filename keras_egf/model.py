@@ -360,6 +360,7 @@ def model_structure(model):
 def _check_pruning_callback(model, callbacks):
     """TFMOT's rule: a model whose layers carry a pruning schedule trains
     only with `UpdatePruningStep` (else the schedule would never run)."""
+    # Here: keras_egf.pruning imports this module (a circular import).
     from keras_egf.pruning.gradual import UpdatePruningStep
 
     scheduled = [l.name for l in layers_lib.model_layers(model)
