@@ -13,6 +13,7 @@ from keras_egf import layers as layers_lib
 from keras_egf import model as model_lib
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS as MEASURES
 from keras_egf.gradient_flow import gradient_flow_measures, masked_gradients
+from keras_egf.validation import integer, positive_int
 
 
 def evaluation_epochs(epochs, num_points):
@@ -21,15 +22,8 @@ def evaluation_epochs(epochs, num_points):
     (1000, 11) -> 0, 99, 199, ..., 999; (5, 5) -> 0..4; (1, 1) -> 0. One
     point means the last epoch.
     """
-    for name, value in (("epochs", epochs), ("num_points", num_points)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"{name} must be an integer. Received: {name}={value!r}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1. Received: epochs={epochs}")
-    if not 1 <= num_points <= epochs:
-        raise ValueError(
-            f"num_points must be in [1, epochs={epochs}]. "
-            f"Received: num_points={num_points}")
+    epochs = positive_int("epochs", epochs)
+    num_points = integer("num_points", num_points, minimum=1, maximum=epochs)
     if num_points == 1:
         return [epochs - 1]
     return [i * (epochs - 1) // (num_points - 1) for i in range(num_points)]
@@ -182,7 +176,7 @@ class EGFCallback(keras.callbacks.Callback):
     points so far ("average EGF").
 
     The epochs are `fit`'s (`self.params["epochs"]`), read when training
-    begins.
+    begins; each `fit` starts its own `points`.
 
     Args:
         batches: the fixed batch set: a list of (x, y) batches (or a
@@ -213,6 +207,7 @@ class EGFCallback(keras.callbacks.Callback):
         self._writer = None
 
     def on_train_begin(self, logs=None):
+        self.points = []  # a new run
         epochs = (self.params or {}).get("epochs")
         if epochs is None:  # callbacks driven by hand, without fit's params
             epochs = self.epochs
@@ -289,7 +284,8 @@ def divergence_reason(loss, max_loss=DEFAULT_MAX_LOSS):
 class DivergenceMonitor(keras.callbacks.Callback):
     """Stops training when the loss becomes NaN, Inf or exceeds `max_loss`.
 
-    Records the epoch and batch in `epoch`, `batch` and why in `reason`.
+    Records the epoch and batch in `epoch`, `batch` and why in `reason`
+    (reset when a `fit` begins).
     `max_loss` (default 1e6, far above any cross-entropy of a trained or
     freshly initialised classifier) catches runs whose loss explodes to huge
     finite values and then stalls with dead units instead of reaching NaN.
@@ -298,6 +294,10 @@ class DivergenceMonitor(keras.callbacks.Callback):
     def __init__(self, max_loss=DEFAULT_MAX_LOSS):
         super().__init__()
         self.max_loss = max_loss
+        self.on_train_begin()
+
+    def on_train_begin(self, logs=None):
+        """A new run: not diverged."""
         self.diverged = False
         self.reason = None
         self.epoch = None

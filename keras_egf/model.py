@@ -28,15 +28,24 @@ is left out of the mean.
 
 Plain Dense/Conv2D layers count as prunable layers with an all-ones mask, so
 a dense twin reports the same measures (EGF_1 == gf_1 / L there).
+
+The training step itself is backend code (`keras_egf.backend.tensorflow`,
+`keras_egf.backend.jax`), written like Keras's own: forward and loss,
+gradients, `mask_kernel_gradients`, the optimizer, `update_gradient_flow`.
+A `keras_egf.gradient_recorder.GradientRecorder` handed over with
+`record_kernel_gradients` gets a requested step's kernel gradients (RigL).
 """
 
+import collections
 import functools
 
 import keras
+from keras import ops
 
 from keras_egf import backend as backend_lib
 from keras_egf import layers as layers_lib
-from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS
+from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS, gradient_flow_measures
+from keras_egf.validation import one_of, positive_int
 
 _OPTIONS = ("track_gradient_flow", "mask_product", "gradient_flow_every",
             "source_model_class")
@@ -45,13 +54,49 @@ _OPTIONS = ("track_gradient_flow", "mask_product", "gradient_flow_every",
 DEFAULT_GRADIENT_FLOW_EVERY = 32
 
 
-def _check_every(every):
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(
-            "gradient_flow_every must be an integer >= 1. "
-            f"Received: gradient_flow_every={every!r}"
-        )
-    return every
+class KernelGradients(collections.namedtuple(
+        "KernelGradients", ("kernels", "grads", "masked", "masks"))):
+    """One step's prunable kernels (those with a gradient, in
+    `prunable_layers` order), their gradients g_l, g_l * m_l (what the
+    optimizer receives) and masks m_l (None: no mask)."""
+
+
+class MeasureEveryN:
+    """`MaskedModel`'s train function when its calls differ.
+
+    Call k since the last `reset` (`reset_metrics`: each epoch's start,
+    each `train_on_batch`) measures gf/EGF when k is a multiple of
+    `gradient_flow_every` N; a call after the model's gradient recorder was
+    asked (`GradientRecorder.request`) records. Each (measure, record)
+    variant is its own compiled step, made on first use, so an unmeasured
+    call runs exactly the untracked step: a conditional inside one compiled
+    step would keep every gradient alive (and, under XLA, materialised) on
+    every step.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.calls = 0
+        self._steps = {}
+
+    def reset(self):
+        self.calls = 0
+
+    def __call__(self, *args):  # (iterator), or (state, iterator) on JAX
+        model = self.model
+        measure = (model.track_gradient_flow
+                   and self.calls % model.gradient_flow_every == 0)
+        self.calls += 1
+        recorder = model._gradient_recorder
+        if recorder is not None and not recorder.take_request():
+            recorder = None
+        key = (measure, recorder is not None)
+        if key not in self._steps:
+            step = functools.partial(model._train_step, measure=measure,
+                                     recorder=recorder)
+            self._steps[key] = backend_lib.get().make_step_function(
+                model, step, recorder)
+        return self._steps[key](*args)
 
 
 @keras.saving.register_keras_serializable(package="keras_egf")
@@ -95,29 +140,20 @@ class MaskedModel(keras.Model):
         gradient_flow_every=DEFAULT_GRADIENT_FLOW_EVERY,
         source_model_class="Functional",
     ):
-        allowed = (
+        self.mask_product = one_of("mask_product", mask_product, (
             layers_lib.MASK_PRODUCT_IDENTITY,
-            layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH,
-        )
-        if mask_product not in allowed:
-            raise ValueError(
-                f"mask_product must be one of {allowed}. "
-                f"Received: mask_product={mask_product!r}"
-            )
+            layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH))
         self.track_gradient_flow = bool(track_gradient_flow)
-        self.gradient_flow_every = _check_every(gradient_flow_every)
-        self.mask_product = mask_product
-        if source_model_class not in ("Functional", "Sequential"):
-            raise ValueError("source_model_class must be 'Functional' or "
-                             "'Sequential'. Received: source_model_class="
-                             f"{source_model_class!r}")
+        self.gradient_flow_every = positive_int("gradient_flow_every",
+                                                gradient_flow_every)
         # What strip_pruning gives back (prune_low_magnitude sets it).
-        self.source_model_class = source_model_class
+        self.source_model_class = one_of("source_model_class", source_model_class,
+                                         ("Functional", "Sequential"))
         self._kernels_zeroed = False  # True while fit/train_on_batch run.
-        self._calls_since_reset = 0
-        self._store_kernel_gradients = False
-        if not hasattr(self, "_kernel_gradient_buffers"):
-            object.__setattr__(self, "_kernel_gradient_buffers", None)
+        if not hasattr(self, "_gradient_recorder"):
+            # A GradientRecorder (plain object: Keras tracks neither it nor
+            # its buffers, which are not weights of the model).
+            self._gradient_recorder = None
         self.train_function = None  # options are read when it is made
         if self.track_gradient_flow and not hasattr(self, "gf_1_tracker"):
             for name in GRADIENT_FLOW_METRICS:
@@ -203,81 +239,41 @@ class MaskedModel(keras.Model):
         return layers_lib.MASK_PRODUCT_STRAIGHT_THROUGH
 
     def make_train_function(self, force=False):
-        """Keras's train function; with `gradient_flow_every` N > 1 (or
-        kernel gradients requested), one of several compiled steps a call.
-
-        One compiled step measures, one does not; each call (one step, or
-        `steps_per_execution` steps) picks the measuring one when its index
-        since the last `reset_metrics` (epoch start, `train_on_batch`) is a
-        multiple of N. Unmeasured steps then run exactly the untracked step:
-        a conditional inside one compiled step would keep every gradient
-        alive (and, under XLA, materialised) on every step. A call after
-        `request_kernel_gradients` runs a step that also stores them.
-        """
+        """Keras's train function; a `MeasureEveryN` over compiled variants
+        of the step when calls differ (gradient_flow_every N > 1, or a
+        gradient recorder handed over)."""
         if self.train_function is not None and not force:
             return self.train_function
-        every = self.gradient_flow_every
-        storing = self._kernel_gradient_buffers is not None
-        if (not hasattr(self, "_make_function") or (not storing and (
-                not self.track_gradient_flow or every == 1))):
+        if self._gradient_recorder is None and (
+                not self.track_gradient_flow or self.gradient_flow_every == 1):
             super().make_train_function(force=True)
-            return self.train_function
-        steps = {}
-
-        def step(measure, store):
-            if (measure, store) not in steps:
-                fn = (self.train_step if measure else self._train_step_unmeasured)
-                if store:
-                    fn = functools.partial(self._train_step, measure=measure,
-                                           store=True)
-                steps[measure, store] = backend_lib.get().make_step_function(
-                    self, fn, store)
-            return steps[measure, store]
-
-        def function(*args):  # (iterator), or (state, iterator) on JAX
-            measure = (self.track_gradient_flow
-                       and self._calls_since_reset % every == 0)
-            self._calls_since_reset += 1
-            store, self._store_kernel_gradients = self._store_kernel_gradients, False
-            return step(measure, store)(*args)
-
-        self.train_function = function
-        return function
-
-    def enable_kernel_gradients(self):
-        """Makes room for `request_kernel_gradients`: one buffer the size of
-        each masked kernel (not a model weight: not saved, not trained)."""
-        if self._kernel_gradient_buffers is None:
-            strategy = getattr(self, "distribute_strategy", None)  # TF only
-            if strategy is not None and strategy.num_replicas_in_sync > 1:
-                raise ValueError("Stored kernel gradients (dynamic sparse "
-                                 "training) need a single replica.")
-            buffers = backend_lib.get().kernel_gradient_buffers(self)
-            # Kept out of Keras/TF tracking: not weights of the model.
-            object.__setattr__(self, "_kernel_gradient_buffers", buffers)
-            self.make_train_function(force=True)
-
-    def request_kernel_gradients(self):
-        """The next training call (fit, train_on_batch) stores every masked
-        layer's effective-kernel gradient g = dC/d(kernel * mask), pruned
-        positions included, unscaled, from its own backward pass (before its
-        optimizer update); read them with `stored_kernel_gradients`."""
-        if self._kernel_gradient_buffers is None:
-            raise ValueError("Call enable_kernel_gradients() before training.")
-        self._store_kernel_gradients = True
-
-    def stored_kernel_gradients(self):
-        """{masked layer name: g (NumPy)} of the last storing step."""
-        return {layer.name: keras.ops.convert_to_numpy(buffer) for layer, buffer in
-                zip(self.prunable_layers(), self._kernel_gradient_buffers)
-                if buffer is not None}
+        else:
+            self.train_function = MeasureEveryN(self)
+        return self.train_function
 
     def reset_metrics(self):
         super().reset_metrics()
-        self._calls_since_reset = 0
+        if isinstance(self.train_function, MeasureEveryN):
+            self.train_function.reset()
 
-    def _train_step_unmeasured(self, *args):
-        return self._train_step(*args, measure=False)
+    def record_kernel_gradients(self, recorder):
+        """Hands `recorder` (a `keras_egf.gradient_recorder.GradientRecorder`,
+        or None to stop) to the training step: a training call after
+        `recorder.request()` stores every masked layer's effective-kernel
+        gradient g = dC/d(kernel * mask) in it, pruned positions included,
+        unscaled, from its own backward pass (before its optimizer update),
+        whatever `gradient_flow_every`. The buffers are the recorder's, not
+        weights of the model (not saved, not trained)."""
+        if recorder is self._gradient_recorder:
+            return
+        if recorder is not None:
+            strategy = getattr(self, "distribute_strategy", None)  # TF only
+            if strategy is not None and strategy.num_replicas_in_sync > 1:
+                raise ValueError("Recorded kernel gradients (dynamic sparse "
+                                 "training) need a single replica.")
+            recorder.build(self)
+        self._gradient_recorder = recorder
+        self.make_train_function(force=True)
 
     def train_step(self, *args):
         """One training step; measures gf/EGF when tracking is on. Takes
@@ -285,9 +281,50 @@ class MaskedModel(keras.Model):
         `(state, data)` on JAX (and returns `(logs, state)` there)."""
         return self._train_step(*args, measure=self.track_gradient_flow)
 
-    def _train_step(self, *args, measure, store=False):
+    def _train_step(self, *args, measure, recorder=None):
         return backend_lib.get().train_step(self, *args, measure=measure,
-                                            store=store)
+                                            recorder=recorder)
+
+    def mask_kernel_gradients(self, variables, grads, mask_values=None):
+        """(grads, KernelGradients) of one step: `grads` (one per variable
+        of `variables`) with each prunable kernel's g_l replaced by
+        g_l * m_l, what the optimizer receives (a pruned entry that is 0
+        stays 0), and the step's kernel gradients. `mask_values`:
+        {id(mask variable): value}, where the step holds the masks as
+        values (JAX's stateless step); by default the variables are read."""
+        grads = list(grads)
+        index = {id(v): i for i, v in enumerate(variables)}
+        dense = backend_lib.get().as_tensor  # an embedding's IndexedSlices
+        step = KernelGradients([], [], [], [])
+        for kernel, mask in self.kernels_and_masks():
+            i = index.get(id(kernel))
+            if i is None or grads[i] is None:  # a frozen kernel
+                continue
+            g = grads[i] = dense(grads[i])
+            if mask is not None:
+                value = mask if mask_values is None else mask_values[id(mask)]
+                grads[i] = g * ops.cast(value, g.dtype)
+            step.kernels.append(kernel)
+            step.grads.append(g)
+            step.masked.append(grads[i])
+            step.masks.append(mask)
+        return grads, step
+
+    def update_gradient_flow(self, grads, masked, scale=None):
+        """Updates the gf/EGF trackers from one step's kernel gradients g_l
+        and g_l * m_l. Under loss scaling (`scale`) the measures are divided
+        by the scale, and a step whose scaled gradients overflowed (the
+        optimizer skips it) is left out of the mean."""
+        values = gradient_flow_measures(grads, masked)
+        weight = None
+        if scale is not None:
+            values = {k: v / ops.cast(scale, v.dtype) for k, v in values.items()}
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                # Not a gradient training follows, so not counted.
+                weight = ops.cast(ops.isfinite(values["gf_1"]), "float32")
+        for name, value in values.items():
+            getattr(self, f"{name}_tracker").update_state(
+                value, sample_weight=weight)
 
     def test_step(self, *args):
         result = super().test_step(*args)
@@ -323,6 +360,7 @@ def model_structure(model):
 def _check_pruning_callback(model, callbacks):
     """TFMOT's rule: a model whose layers carry a pruning schedule trains
     only with `UpdatePruningStep` (else the schedule would never run)."""
+    # Here: keras_egf.pruning imports this module (a circular import).
     from keras_egf.pruning.gradual import UpdatePruningStep
 
     scheduled = [l.name for l in layers_lib.model_layers(model)

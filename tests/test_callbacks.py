@@ -142,3 +142,91 @@ def test_divergence_monitor_stops_on_nan():
     history = model.fit(x, y, batch_size=8, epochs=20, verbose=0, callbacks=[monitor])
     assert monitor.diverged and monitor.epoch is not None
     assert len(history.history["loss"]) == monitor.epoch + 1 < 20
+
+
+# --- Each fit is a new run: a callback used again starts as a fresh one ---
+
+
+def test_egf_callback_starts_each_fit_afresh():
+    model, x, y, batches = _setup()
+    used = cb.EGFCallback(batches, num_points=2)
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[used])
+    assert [p["epoch"] for p in used.points] == [0, 2]
+    fresh = cb.EGFCallback(batches, num_points=2)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[used, fresh])
+    assert [p["epoch"] for p in fresh.points] == [0, 1]
+    assert used.points == fresh.points
+    assert used.average == fresh.average
+    assert used.epochs_to_evaluate == fresh.epochs_to_evaluate == [0, 1]
+
+
+def test_divergence_monitor_starts_each_fit_afresh():
+    model, x, y, _ = _setup()
+    model.compile(optimizer=keras.optimizers.SGD(1e6),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    used = cb.DivergenceMonitor()
+    model.fit(x, y, batch_size=8, epochs=20, verbose=0, callbacks=[used])
+    assert used.diverged
+    other, x, y, _ = _setup(seed=1)  # a sane run
+    fresh = cb.DivergenceMonitor()
+    other.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[used, fresh])
+    state = ("diverged", "reason", "epoch", "batch", "_epoch")
+    assert [getattr(used, k) for k in state] == [getattr(fresh, k) for k in state]
+    assert not used.diverged and used.reason is None and used.epoch is None
+
+
+def _scheduled(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(12, name="d1"),
+                              keras.layers.Dense(3, name="d2")])
+    model = ke.prune_low_magnitude(model, ke.pruning.PolynomialDecay(
+        0.2, 0.8, begin_step=1, end_step=12, frequency=2))
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    return model
+
+
+def test_update_pruning_step_starts_each_fit_afresh():
+    """The same schedule on two identical models: the callback used in both
+    fits has, after the second, the state of a fresh one used in it only."""
+    _, x, y, _ = _setup()
+    runs = {}
+    for name in ("used", "fresh"):
+        model = _scheduled()
+        first = ke.pruning.UpdatePruningStep()
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False,
+                  callbacks=[first])  # steps 1..4
+        second = first if name == "used" else ke.pruning.UpdatePruningStep()
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False,
+                  callbacks=[second])  # steps 5..8
+        runs[name] = (second, ke.get_masks(model))
+    (used, used_masks), (fresh, fresh_masks) = runs["used"], runs["fresh"]
+    assert [s for s, _ in used.updates] == [5, 7]
+    assert used.updates == fresh.updates and used._step == fresh._step == 8
+    for name, mask in fresh_masks.items():
+        np.testing.assert_array_equal(used_masks[name], mask)
+
+
+def _scalars(log_dir, tag):
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    events = acc.Tensors(tag)
+    return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events]
+
+
+def test_pruning_summaries_start_each_fit_afresh(tmp_path):
+    _, x, y, _ = _setup()
+    model = _scheduled()
+    used = ke.pruning.PruningSummaries(log_dir=tmp_path / "used")
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+              callbacks=[ke.pruning.UpdatePruningStep(), used])
+    used.set_model(model)
+    used.on_epoch_begin(0)  # a run stopped by an error leaves its writer open
+    fresh = ke.pruning.PruningSummaries(log_dir=tmp_path / "fresh")
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+              callbacks=[ke.pruning.UpdatePruningStep(), used, fresh])
+    assert used._writer is None and fresh._writer is None
+    for tag in ("pruning/target_sparsity", "pruning/d1/sparsity"):
+        again, new = _scalars(tmp_path / "used", tag), _scalars(tmp_path / "fresh", tag)
+        assert [s for s, _ in new] == [8, 12, 16]  # 2 epoch starts, the end
+        assert again[-len(new):] == new

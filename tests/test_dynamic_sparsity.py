@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import keras_egf as ke
 from keras_egf import pruning
 from keras_egf.experiment import mask_digests
+from keras_egf.gradient_recorder import GradientRecorder
 from keras_egf.pruning import dynamic
 from reference import effective_twin, twin_kernel_gradients
 
@@ -123,10 +124,11 @@ def test_stored_gradient_is_the_effective_kernel_gradient_at_pruned_positions():
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     twin = effective_twin(model, **kwargs)
     expected = twin_kernel_gradients(twin, [(x, y)], l2=0.05)
-    model.enable_kernel_gradients()
-    model.request_kernel_gradients()
+    recorder = GradientRecorder()
+    model.record_kernel_gradients(recorder)
+    recorder.request()
     model.train_on_batch(x, y)
-    stored = model.stored_kernel_gradients()
+    stored = recorder.gradients()
     for layer, g in zip(pruning.masked_layers(model), expected):
         np.testing.assert_allclose(stored[layer.name], g, rtol=1e-5, atol=1e-7)
         assert np.abs(stored[layer.name][layer.mask.numpy() == 0]).sum() > 0
@@ -143,10 +145,11 @@ def test_stored_gradient_is_unscaled_under_mixed_precision():
                           keras.losses.SparseCategoricalCrossentropy(from_logits=True))
             if policy == "mixed_float16":
                 assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-            model.enable_kernel_gradients()
-            model.request_kernel_gradients()
+            recorder = GradientRecorder()
+            model.record_kernel_gradients(recorder)
+            recorder.request()
             model.train_on_batch(x, y)
-            stored[policy] = model.stored_kernel_gradients()
+            stored[policy] = recorder.gradients()
         finally:
             keras.mixed_precision.set_global_policy("float32")
     for name, g in stored["float32"].items():  # the loss scale (32768) divided out
@@ -231,7 +234,7 @@ def test_update_reports_the_regrown_count_and_the_mask_change(method):
     layers = pruning.masked_layers(model)
     before = {l.name: l.mask.numpy() > 0 for l in layers}
     if method == "rigl":
-        model.request_kernel_gradients()
+        update.recorder.request()
     model.train_on_batch(x, y)
     changes = update.update(1000)
     for layer in layers:
@@ -299,7 +302,7 @@ def _spy_growth(monkeypatch):
     the update chose: SET's draw is replayed into the reference as its random
     grow scores (the reference then makes the same draw)."""
     calls = []
-    real_random, real_top = dynamic._grow_random, dynamic._grow_top
+    real_random, real_top = dynamic.grow_random, dynamic.grow_top
 
     def grow_random(rng, size, remained, k):
         grown = real_random(rng, size, remained, k)
@@ -311,8 +314,8 @@ def _spy_growth(monkeypatch):
         calls.append((np.array(remained), np.array(grown)))
         return grown
 
-    monkeypatch.setattr(dynamic, "_grow_random", grow_random)
-    monkeypatch.setattr(dynamic, "_grow_top", grow_top)
+    monkeypatch.setattr(dynamic, "grow_random", grow_random)
+    monkeypatch.setattr(dynamic, "grow_top", grow_top)
     return calls
 
 
@@ -329,7 +332,7 @@ def _trained(method, seed=0, drop_rule="magnitude", reinit_when_same=False,
                                      reinit_when_same=reinit_when_same)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[update])
     if method == "rigl":
-        model.request_kernel_gradients()
+        update.recorder.request()
     model.train_on_batch(x[:32], y[:32])
     return model, update
 
@@ -352,7 +355,7 @@ def test_update_matches_rigl_tf2_generic_mask_update(method, reinit_when_same, m
     model, update = _trained(method, seed=5, reinit_when_same=reinit_when_same)
     layers = pruning.masked_layers(model)
     before = {l.name: _state(model, l) for l in layers}
-    grads = model.stored_kernel_gradients() if method == "rigl" else None
+    grads = update.recorder.gradients() if method == "rigl" else None
     calls = _spy_growth(monkeypatch)
     update.update(1000)
     fraction = update.updates[-1][1]
@@ -540,7 +543,7 @@ def test_instead_of_step_timing_matches_jaxpruner():
               callbacks=[begin, update, end])
     assert [s for s, _ in update.updates] == [4]
     fraction = update.updates[0][1]
-    grads = model.stored_kernel_gradients()  # of step 4, the last storing step
+    grads = update.recorder.gradients()  # of step 4, the last recording step
     kernels = {id(l.kernel): l for l in layers}
     activated_total = 0
     for w, before, after in zip(model.trainable_variables, begin.state["weights"],
@@ -617,3 +620,108 @@ def test_drop_rule_timing_and_reinit_options_are_validated():
     default = pruning.DynamicSparsity("set")
     assert (default.drop_rule, default.timing, default.reinit_when_same) == (
         "magnitude", "after_step", False)
+
+
+@pytest.mark.parametrize("method", ["set", "rigl"])
+def test_each_fit_starts_afresh(method):
+    """Two identical models: the callback used in both fits has, after the
+    second, the state (updates, schedule, masks made) of a fresh one used in
+    the second only."""
+    x, y = _data(64)
+    runs = {}
+    for name in ("used", "fresh"):
+        model, _ = _model(seed=5)
+        model.compile(keras.optimizers.Adam(0.01),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        first = pruning.DynamicSparsity(method, update_every=2, drop_fraction=0.4)
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+                  callbacks=[first])  # steps 0..7, updates at 2, 4
+        second = first if name == "used" else pruning.DynamicSparsity(
+            method, update_every=2, drop_fraction=0.4)
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+                  callbacks=[second])  # steps 8..15, end 8 + 6: updates at 8, 10, 12
+        runs[name] = (second, mask_digests(model))
+    (used, used_masks), (fresh, fresh_masks) = runs["used"], runs["fresh"]
+    assert [s for s, _ in used.updates] == [8, 10, 12]
+    assert used.updates == fresh.updates
+    assert used.schedule == fresh.schedule == dynamic.CosineDropFraction(0.4, 14)
+    assert used_masks == fresh_masks
+
+
+def test_rigl_model_saves_and_loads_without_the_recorded_gradients(tmp_path):
+    """The recorder's buffers are not model weights: a model that ran RigL
+    saves the same variables as before it did, and loads with the same
+    predictions."""
+    model, _ = _model(seed=6)
+    model.compile(keras.optimizers.Adam(0.01),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    paths = [v.path for v in model.weights]
+    x, y = _data(64)
+    update = pruning.DynamicSparsity("rigl", update_every=2, end_step=8)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[update])
+    assert update.updates and update.recorder.gradients()  # it recorded
+    assert [v.path for v in model.weights] == paths
+    recorded = {id(v) for v in update.recorder._buffers.values()}
+    assert not recorded & {id(v) for v in model.variables + model.optimizer.variables}
+    path = tmp_path / "rigl.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [v.path for v in loaded.weights] == paths
+    assert loaded._gradient_recorder is None
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert mask_digests(loaded) == mask_digests(model)
+
+
+class _Reverse(dynamic.SET):
+    """A method of the test's own: grows at the last free positions."""
+
+    def grow(self, layer, remained, k, rng):
+        free = np.setdiff1d(np.arange(np.prod(layer.kernel.shape)), remained)
+        return free[::-1][:k]
+
+
+def test_methods_are_registered_classes_looked_up_when_used():
+    assert type(pruning.DynamicSparsity("set")) is dynamic.SET
+    rigl = pruning.DynamicSparsity()
+    assert type(rigl) is dynamic.RigL and rigl.method == "rigl"
+    assert isinstance(rigl, dynamic.SET) and isinstance(rigl, pruning.DynamicSparsity)
+    assert dynamic.SET(update_every=3).method == "set"
+    assert dynamic.METHODS == ("set", "rigl") and ("static",) + dynamic.METHODS == (
+        "static", "set", "rigl")
+    with pytest.raises(ValueError, match="Unknown dynamic sparsity method 'reverse'.*"
+                       "register_dynamic_method.*method='reverse'"):
+        pruning.DynamicSparsity("reverse")
+    with pytest.raises(ValueError, match="method='rigl'"):
+        dynamic.SET("rigl")
+    dynamic.register_dynamic_method("reverse", _Reverse)
+    try:
+        assert "reverse" in dynamic.METHODS
+        update = pruning.DynamicSparsity("reverse", update_every=2, end_step=3)
+        assert type(update) is _Reverse and update.method == "reverse"
+        model, _ = _model(seed=7)
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        counts = ke.active_weights(model)
+        x, y = _data(48)
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[update])
+        assert [s for s, _ in update.updates] == [2]
+        assert ke.active_weights(model) == counts
+    finally:
+        dynamic.DYNAMIC_METHODS.unregister("reverse")
+    with pytest.raises(ValueError, match="method_class"):
+        dynamic.register_dynamic_method("dense", keras.callbacks.Callback)
+
+
+def test_drop_fraction_schedules_serialise():
+    cosine = dynamic.CosineDropFraction(0.3, end_step=100)
+    assert cosine(0) == pytest.approx(0.3) and cosine(50) == pytest.approx(0.15)
+    assert cosine(100) == cosine(150) == 0.0
+    constant = dynamic.ConstantDropFraction(0.3, end_step=100)
+    assert constant(99) == 0.3 and constant(100) == 0.0
+    for schedule in (cosine, constant):
+        config = keras.saving.serialize_keras_object(schedule)
+        assert keras.saving.deserialize_keras_object(config) == schedule
+        assert type(schedule).from_config(schedule.get_config()) == schedule
+    with pytest.raises(ValueError, match="end_step=0"):
+        dynamic.CosineDropFraction(0.3, end_step=0)
+    with pytest.raises(ValueError, match="drop_fraction=0"):
+        dynamic.ConstantDropFraction(0, end_step=10)

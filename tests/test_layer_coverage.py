@@ -1,6 +1,9 @@
 """Every layer type keras-egf prunes: exact masks after 20 Adam steps,
 gf/EGF equal to the plain twin's (the stripped model, autodiff on its own
-variables), save/load (.keras and .h5) and strip round trips."""
+variables), save/load (.keras and .h5) and strip round trips; for a
+representative few, the rest of the shared layer test
+(`layer_testing.run_layer_test`: config round trip, mixed precision) on
+the generated `Masked<Class>` built directly."""
 
 
 import keras
@@ -11,6 +14,8 @@ import tensorflow as tf
 import keras_egf as ke
 from keras_egf import pruning
 from keras_egf.callbacks import gradient_flow_on_batches
+from keras_egf.masking import masked_class
+from layer_testing import run_layer_test
 
 L = keras.layers
 
@@ -85,6 +90,17 @@ TENSORS = {"SeparableConv1D": 1, "SeparableConv2D": 1, "SimpleRNN": 2,
 
 H5_SAMPLE = {"Dense", "Conv1D", "Embedding", "LSTM", "RNN_stacked_cells",
              "MultiHeadAttention", "PrunableLayer", "nested_model"}
+# The cases also given the shared layer test (what the test below does not
+# check: config round trip, mixed precision), as (plain class, arguments).
+LAYER_TEST = {
+    "EinsumDense": (L.EinsumDense, {"equation": "ab,bc->ac", "output_shape": 5}),
+    "Embedding": (L.Embedding, {"input_dim": 12, "output_dim": 4}),
+    "GRU": (L.GRU, {"units": 4}),
+    "SeparableConv2D": (L.SeparableConv2D, {"filters": 4, "kernel_size": 3}),
+    "Conv2DTranspose": (L.Conv2DTranspose, {"filters": 4, "kernel_size": 2}),
+    "Dense_subclass": (MyDense, {"units": 5}),
+    "PrunableLayer": (Scale, {}),
+}
 
 
 def _model(name):
@@ -176,6 +192,11 @@ def test_layer_type_is_pruned_measured_saved_and_stripped(name, tmp_path):
         assert not np.signbit(w[w == 0]).any(), e.name
     np.testing.assert_allclose(stripped.predict(x, verbose=0), predictions,
                                rtol=1e-6, atol=1e-6)
+    if name in LAYER_TEST:  # saving and exact masks in training: above
+        layer_cls, kwargs = LAYER_TEST[name]
+        run_layer_test(masked_class(layer_cls), kwargs, (4, *CASES[name][0]),
+                       input_dtype=str(x.dtype), run_save_check=False,
+                       run_training_check=False)
 
 
 def test_mixed_precision_lstm_and_mha_keep_exact_masks():

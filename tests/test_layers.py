@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import keras_egf as ke
+from layer_testing import run_layer_test
 
 
 def _mask(shape, seed=0, density=0.3):
@@ -146,3 +147,19 @@ def test_int8_mask_survives_keras_round_trip_and_bad_dtype_is_named(tmp_path):
                                   loaded.predict(x, verbose=0))
     with pytest.raises(ValueError, match="mask_dtype='float16'"):
         ke.MaskedDense(3, mask_dtype="float16")
+
+
+@pytest.mark.parametrize("layer_cls, init_kwargs, input_shape", [
+    (ke.MaskedDense, {"units": 4, "activation": "relu"}, (3, 5)),
+    (ke.MaskedDense, {"units": 3, "use_bias": False, "mask_dtype": "float32",
+                      "pruning_schedule": ke.pruning.ConstantSparsity(0.5, 0)}, (2, 4, 6)),
+    (ke.MaskedConv2D, {"filters": 3, "kernel_size": 3, "padding": "same"}, (2, 6, 6, 2)),
+    (ke.MaskedConv2D, {"filters": 2, "kernel_size": (3, 2), "strides": 2,
+                       "sparsity_m_by_n": (2, 4)}, (2, 7, 7, 4)),
+    (ke.SReLU, {}, (4, 5)),
+], ids=["MaskedDense", "MaskedDense_options", "MaskedConv2D", "MaskedConv2D_m_by_n",
+        "SReLU"])
+def test_layer_test(layer_cls, init_kwargs, input_shape):
+    """Every layer keras-egf defines passes the shared layer test (config,
+    .keras save/load, a training step, mixed precision)."""
+    run_layer_test(layer_cls, init_kwargs, input_shape)

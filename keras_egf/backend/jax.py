@@ -1,7 +1,7 @@
 """keras-egf on Keras's JAX backend: what needs JAX itself.
 
 The same functions as `keras_egf.backend.tensorflow`:
-- `train_step(model, state, data, measure, store)`: `MaskedModel`'s
+- `train_step(model, state, data, measure, recorder)`: `MaskedModel`'s
   training step, built like Keras's own (keras/src/backend/jax/trainer.py):
   stateless, state = (trainable, non-trainable, optimizer, metrics
   variables). One `jax.value_and_grad` gives the gradients with respect to
@@ -9,8 +9,9 @@ The same functions as `keras_egf.backend.tensorflow`:
   product (straight-through, or the kernel as is) makes the effective-kernel
   gradients g_l; they are masked for the optimizer, and the four measures
   come from the same gradients. `test_step` is Keras's own.
-- `make_step_function`: jits a step as Keras does; a storing step's kernel
-  gradients go to `model._kernel_gradient_buffers` (RigL);
+- `make_step_function`: jits a step as Keras does; a recording step
+  returns its kernel gradients and they are written to its
+  `GradientRecorder` after it (RigL);
 - `gradients`, `hessian_vector_product`: one gradient helper for the EGF
   callback and the pruning scores;
 - `loss_scale`, `replicas`, `pth_power_sum`, `as_tensor`.
@@ -21,19 +22,16 @@ import keras
 from keras import ops
 
 from keras_egf import layers as layers_lib
-from keras_egf.gradient_flow import gradient_flow_measures
 
 # float64 only where JAX allows it (jax_enable_x64; off by default).
 WIDEST_FLOAT = "float64" if jax.config.jax_enable_x64 else "float32"
 
 
-def _index(variables):
-    return {id(v): i for i, v in enumerate(variables)}
-
-
-def train_step(model, state, data, measure, store=False):
-    """One training step (Keras's JAX signature): returns (logs, state), or
-    ((logs, stored kernel gradients), state) when `store`."""
+def train_step(model, state, data, measure, recorder=None):
+    """One training step (Keras's JAX signature): forward and loss,
+    gradients, mask them, apply, update the measures (`measure`). Returns
+    (logs, state), or ((logs, recorded kernel gradients), state) with a
+    `recorder`."""
     trainable, non_trainable, optimizer_variables, metrics_variables = state
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     mode = model._step_mask_product()
@@ -51,24 +49,9 @@ def train_step(model, state, data, measure, store=False):
             zip(model.optimizer.variables, optimizer_variables))):
         scale = loss_scale(model.optimizer, loss.dtype)
 
-    # gradients are g (unmasked) for kernels: mask them for the optimizer.
-    grads = list(grads)
-    trainable_index = _index(model.trainable_variables)
-    mask_index = _index(model.non_trainable_variables)
-    kernel_grads, masked, stored = [], [], []
-    buffers = model._kernel_gradient_buffers if store else None
-    for j, (kernel, mask) in enumerate(model.kernels_and_masks()):
-        i = trainable_index.get(id(kernel))
-        if i is None:  # a frozen kernel
-            continue
-        g = grads[i]
-        if store and buffers[j] is not None:
-            stored.append(g if scale is None else g / ops.cast(scale, g.dtype))
-        kernel_grads.append(g)
-        if mask is not None:
-            mask_value = non_trainable[mask_index[id(mask)]]
-            grads[i] = g * ops.cast(mask_value, g.dtype)
-        masked.append(grads[i])
+    grads, kernels = model.mask_kernel_gradients(
+        model.trainable_variables, grads, mask_values=dict(
+            zip(map(id, model.non_trainable_variables), non_trainable)))
     trainable, optimizer_variables = model.optimizer.stateless_apply(
         optimizer_variables, grads, trainable)
 
@@ -78,13 +61,15 @@ def train_step(model, state, data, measure, store=False):
                           if i is not None).shape[0]
         model._loss_tracker.update_state(unscaled_loss,
                                          sample_weight=batch_size)
-        if measure and kernel_grads:
-            update_gradient_flow(model, kernel_grads, masked, scale)
+        if measure and kernels.grads:
+            model.update_gradient_flow(kernels.grads, kernels.masked, scale)
         logs = model.compute_metrics(x, y, y_pred, sample_weight)
     metrics_variables = [_current(scope, v) for v in model.metrics_variables]
     state = (trainable, new_non_trainable, optimizer_variables,
              metrics_variables)
-    return ((logs, stored) if store else logs), state
+    if recorder is not None:
+        logs = (logs, recorder.recorded(kernels.kernels, kernels.grads, scale))
+    return logs, state
 
 
 def _current(scope, variable):
@@ -92,50 +77,22 @@ def _current(scope, variable):
     return variable.value if value is None else value
 
 
-def update_gradient_flow(model, kernel_grads, masked, scale):
-    """Updates `model`'s gf/EGF trackers from one step's gradients (inside
-    the step's StatelessScope over the metrics variables)."""
-    values = gradient_flow_measures(kernel_grads, masked)
-    weight = None
-    if scale is not None:
-        values = {k: v / ops.cast(scale, v.dtype) for k, v in values.items()}
-        if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
-            # An overflowing step is skipped by the optimizer: not a
-            # gradient training follows, so not counted.
-            weight = ops.cast(ops.isfinite(values["gf_1"]), "float32")
-    for name, value in values.items():
-        getattr(model, f"{name}_tracker").update_state(
-            value, sample_weight=weight)
-
-
-def make_step_function(model, step, store=False):
+def make_step_function(model, step, recorder=None):
     """Keras's train function around `step(state, data)`: jitted unless
-    the model runs eagerly; a storing step's gradients are written to
-    `model._kernel_gradient_buffers`."""
+    the model runs eagerly; a recording step's gradients are written to
+    `recorder` after it (outside the jitted step)."""
     if not model.run_eagerly and model.jit_compile:
         step = jax.jit(step, donate_argnums=0)
     function = model._make_function(step)
-    if not store:
+    if recorder is None:
         return function
 
-    def storing(state, iterator):
-        (logs, stored), state = function(state, iterator)
-        stored = iter(stored)
-        buffers = model._kernel_gradient_buffers
-        for j, buffer in enumerate(buffers):
-            if buffer is not None:
-                buffers[j] = next(stored)
+    def recording(state, iterator):
+        (logs, recorded), state = function(state, iterator)
+        recorder.write(recorded)
         return logs, state
 
-    return storing
-
-
-def kernel_gradient_buffers(model):
-    """One array per masked layer (None for the others), the kernel's shape
-    and dtype; a storing step replaces it."""
-    return [ops.zeros(layer.kernel.shape, layer.kernel.dtype)
-            if layers_lib.is_masked_layer(layer) else None
-            for layer in model.prunable_layers()]
+    return recording
 
 
 def loss_scale(optimizer, dtype="float32"):

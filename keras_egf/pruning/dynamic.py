@@ -3,29 +3,30 @@
     model.fit(..., callbacks=[keras_egf.pruning.DynamicSparsity(
         "rigl", update_every=100, drop_fraction=0.3)])
 
+`DynamicSparsity` is the drop-and-grow callback; each method is a small
+subclass saying how it grows (`grow`) and which drop rules it takes, as in
+RigL's and JaxPruner's code: `SET` grows at random, `RigL(SET)` where the
+gradient is largest. `DynamicSparsity("rigl", ...)` builds the class
+registered under that name (`DYNAMIC_METHODS`; add one with
+`register_dynamic_method`). The drop rules and the drop fraction's
+schedule objects are in `keras_egf.pruning.mask_updates`.
+
 Every `update_every` steps (from step `update_every` until `end_step`), each
 masked layer drops k of its active weights and grows k connections among
 the positions not kept (a just-dropped position may be grown again), so its
-active count never changes.
-
-Drop rules (`drop_rule`):
-- "magnitude" (default, RigL and SET): the k = round(f(t) * active)
-  smallest |w|, with the drop fraction decaying as in RigL (Evci et al.
-  2020): f(t) = drop_fraction / 2 * (1 + cos(pi t / end_step)). For SET this
-  is the SET of RigL's code (sparse_optimizers, rigl_tf2 mask_updaters) and
-  of JaxPruner, the baseline RigL compares against.
-- "sign" (SET only): the SET authors' rule (Mocanu et al. 2018, SET-MLP
-  code, `weightsEvolution`): with a constant zeta = drop_fraction, the
-  round(zeta * n_neg) negative weights nearest zero, the round(zeta * n_pos)
-  positive weights nearest zero, and every active weight that is exactly 0.
+active count never changes. Drop rules (`drop_rule`): "magnitude" (default,
+RigL and SET: the smallest |w|, RigL's cosine-decayed fraction) or "sign"
+(SET only: the SET authors' rule, constant zeta); see
+`keras_egf.pruning.mask_updates`.
 Growth:
 - SET grows at random positions (seeded).
 - RigL grows where |g| is largest, g = dC/d(kernel * mask) the effective-
   kernel gradient at pruned positions. It is the training step's own
   gradient, taken at the update step (that step's batch, at the weights
   before its optimizer update), so RigL costs no extra backward pass: the
-  model stores it on that one step (`MaskedModel.request_kernel_gradients`),
-  whatever its `gradient_flow_every`.
+  model records it on that one step into RigL's `GradientRecorder`
+  (`MaskedModel.record_kernel_gradients`), whatever its
+  `gradient_flow_every`.
 
 Timing (`timing`): "after_step" (default) runs the update after the update
 step's optimizer step: the drop ranks the weights after that step, RigL's
@@ -53,18 +54,74 @@ TensorBoard gets per layer and update `dynamic_sparsity/<layer>/regrown`
 of the kernel whose mask changed), and `dynamic_sparsity/drop_fraction`.
 """
 
+import collections.abc
 import math
 
 import keras
 import numpy as np
 
+from keras_egf.gradient_recorder import GradientRecorder
 from keras_egf.pruning import masks as masks_lib
+from keras_egf.pruning.mask_updates import (  # noqa: F401 (public here too)
+    DROP_RULES, ConstantDropFraction, CosineDropFraction, DropFractionSchedule,
+    drop_and_grow, grow_random, grow_top)
 from keras_egf.pruning.gradual import optimizer_slots, slot_reset_value
+from keras_egf.registry import Registry
+from keras_egf.validation import fail, number_in, one_of, positive_int
 
-METHODS = ("set", "rigl")
-DROP_RULES = ("magnitude", "sign")
+DYNAMIC_METHODS = Registry(
+    "dynamic sparsity method",
+    register_with="keras_egf.pruning.dynamic.register_dynamic_method")
 TIMINGS = ("after_step", "instead_of_step")
 END_FRACTION = 0.75  # RigL's: no mask update in the last quarter of training
+
+
+class _Names(collections.abc.Sequence):
+    """A registry's names, read when used, as a tuple-like sequence."""
+
+    def __init__(self, registry):
+        self._registry = registry
+
+    def __getitem__(self, index):
+        return tuple(self._registry)[index]
+
+    def __len__(self):
+        return len(self._registry)
+
+    def __add__(self, other):
+        return tuple(self) + tuple(other)
+
+    def __radd__(self, other):  # ("static",) + METHODS
+        return tuple(other) + tuple(self)
+
+    def __eq__(self, other):
+        return tuple(self) == other
+
+    def __repr__(self):
+        return repr(tuple(self))
+
+
+# The registered names (kept for `keras_egf.config`; DYNAMIC_METHODS is the
+# registry itself).
+METHODS = _Names(DYNAMIC_METHODS)
+
+
+def register_dynamic_method(name, method_class, overwrite=False):
+    """Makes `DynamicSparsity(name, ...)` build `method_class`, a
+    `DynamicSparsity` subclass (usually overriding `grow`)."""
+    if not (isinstance(method_class, type)
+            and issubclass(method_class, DynamicSparsity)):
+        fail("method_class", "a subclass of DynamicSparsity", method_class)
+    return DYNAMIC_METHODS.register(name, method_class, overwrite=overwrite)
+
+
+def _method_class(method):
+    """The class registered as `method` (the registry's wording, with the
+    value received, for an unknown one)."""
+    if method not in DYNAMIC_METHODS:
+        raise ValueError(f"{DYNAMIC_METHODS.unknown_message(method)} "
+                         f"Received: method={method!r}")
+    return DYNAMIC_METHODS[method]
 
 
 def update_steps(total_steps, update_every, end_fraction=END_FRACTION):
@@ -74,75 +131,23 @@ def update_steps(total_steps, update_every, end_fraction=END_FRACTION):
     return range(update_every, max(1, int(end_fraction * total_steps)), update_every)
 
 
-def cosine_drop_fraction(step, drop_fraction, end_step):
-    """RigL's schedule: drop_fraction / 2 * (1 + cos(pi step / end_step)),
-    0 from end_step on."""
-    if step >= end_step:
-        return 0.0
-    return drop_fraction / 2.0 * (1.0 + math.cos(math.pi * step / end_step))
-
-
-def drop_and_grow(mask, kernel, grow_scores, fraction):
-    """(new mask, grown, remained): drop round(fraction * active) smallest
-    |kernel| among active weights, grow as many highest `grow_scores` among
-    the positions not remaining. Masks as bool arrays (ties: first)."""
-    mask = np.asarray(mask) > 0
-    active = np.flatnonzero(mask)
-    remained_at, dropped_at = _drop(
-        active, np.abs(np.asarray(kernel).reshape(-1)[active]), fraction)
-    grown_at = _grow_top(np.array(grow_scores, dtype=np.float64).reshape(-1),
-                         remained_at, dropped_at.size)
-    remained = np.zeros(mask.size, bool)
-    grown = np.zeros(mask.size, bool)
-    remained[remained_at], grown[grown_at] = True, True
-    shape = mask.shape
-    return ((remained | grown).reshape(shape), grown.reshape(shape),
-            remained.reshape(shape))
-
-
-def _drop(active, magnitudes, fraction):
-    """Flat indices (remained, dropped) among the `active` ones: the
-    round(fraction * active) smallest `magnitudes` (|kernel| at `active`) are
-    dropped (ties: the first kept). Only the active weights are ranked."""
-    k = int(round(fraction * active.size))
-    keep = masks_lib.top_k_selection(magnitudes, active.size - k)
-    return active[keep], active[~keep]
-
-
-def _drop_sign(active, values, fraction):
-    """Flat indices (remained, dropped) among the `active` ones by the SET
-    authors' rule: of the negative `values` (the kernel at `active`) the
-    round(fraction * n_neg) nearest zero are dropped, of the positive ones
-    the round(fraction * n_pos) nearest zero, and every exact 0 (ties: the
-    first kept)."""
-    keep = np.zeros(active.size, bool)
-    for side in (np.flatnonzero(values < 0), np.flatnonzero(values > 0)):
-        k = int(round(fraction * side.size))
-        keep[side[masks_lib.top_k_selection(np.abs(values[side]), side.size - k)]] = True
-    return active[keep], active[~keep]
-
-
-def _grow_top(scores, remained, k):
-    """Flat indices of the k highest `scores` (flat, overwritten) among the
-    positions not in `remained` (ties: the first), in O(size)."""
-    scores[remained] = -np.inf
-    return masks_lib.top_k_indices(scores, k)
-
-
-def _grow_random(rng, size, remained, k):
-    """Flat indices of k positions drawn uniformly without replacement among
-    the `size` positions not in `remained`."""
-    free = np.ones(size, bool)
-    free[remained] = False
-    free = np.flatnonzero(free)
-    return free[rng.choice(free.size, k, replace=False, shuffle=False)]
-
-
 class DynamicSparsity(keras.callbacks.Callback):
-    """Drops and regrows connections during training (SET or RigL).
+    """Drops and regrows connections during training: the drop-and-grow base.
+
+    `DynamicSparsity(method, ...)` builds the subclass registered as
+    `method` ("set": `SET`, "rigl": `RigL`). A subclass overrides `grow`
+    (where an update regrows the dropped count), may take more
+    `drop_rules`, and sets `grows_by_gradient` when `grow` reads the update
+    step's kernel gradients (`self.recorder`, a `GradientRecorder` handed to
+    the model when training begins).
+
+    Run state (`updates`, the step count, the schedule) starts afresh in
+    every `fit`.
 
     Args:
-        method: "set" (random growth) or "rigl" (gradient growth).
+        method: "rigl" (default: gradient growth) or "set" (random growth),
+            or any name registered with `register_dynamic_method`; a
+            subclass called directly takes its own (None).
         update_every: steps between mask updates (ΔT).
         drop_fraction: the initial fraction of each layer's active weights
             replaced at an update (decays with a cosine to 0 at end_step);
@@ -167,46 +172,70 @@ class DynamicSparsity(keras.callbacks.Callback):
             state reset, like a new one (keras-egf 0.2, the SET authors).
     """
 
-    def __init__(self, method="rigl", update_every=100, drop_fraction=0.3,
+    drop_rules = ("magnitude",)  # the `DROP_RULES` this method takes
+    grows_by_gradient = False  # True: `grow` reads self.recorder
+
+    def __new__(cls, method="rigl", *args, **kwargs):
+        if cls is DynamicSparsity:  # DynamicSparsity("rigl", ...) is a RigL
+            cls = _method_class(method)
+        return super().__new__(cls)
+
+    def __init__(self, method=None, update_every=100, drop_fraction=0.3,
                  end_step=None, end_fraction=END_FRACTION, seed=0, exclude=(),
                  log_dir=None, drop_rule="magnitude", timing="after_step",
                  reinit_when_same=False):
         super().__init__()
-        if method not in METHODS:
-            raise ValueError(f"Unknown dynamic sparsity method. Expected one of "
-                             f"{METHODS}. Received: method={method!r}")
-        for name, value in (("update_every", update_every),
-                            ("end_step", 1 if end_step is None else end_step)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1. "
-                                 f"Received: {name}={value!r}")
-        for name, value in (("drop_fraction", drop_fraction),
-                            ("end_fraction", end_fraction)):
-            if not isinstance(value, (int, float)) or not 0 < value <= 1:
-                raise ValueError(f"{name} must be in (0, 1]. "
-                                 f"Received: {name}={value!r}")
-        for name, value, allowed in (("drop_rule", drop_rule, DROP_RULES),
-                                     ("timing", timing, TIMINGS)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}. "
-                                 f"Received: {name}={value!r}")
-        if drop_rule == "sign" and method != "set":
-            raise ValueError(
-                "drop_rule='sign' is the SET authors' rule, for method='set' "
-                "only (RigL drops by magnitude). Received: drop_rule='sign', "
-                f"method={method!r}")
+        self.method = self._check_method(method)
+        self.update_every = positive_int("update_every", update_every)
+        self.end_step = positive_int("end_step", end_step, allow_none=True)
+        self.drop_fraction = number_in("drop_fraction", drop_fraction, 0, 1,
+                                       low_open=True)
+        self.end_fraction = number_in("end_fraction", end_fraction, 0, 1,
+                                      low_open=True)
+        self.drop_rule = self._check_drop_rule(drop_rule)
+        self.timing = one_of("timing", timing, TIMINGS)
         if not isinstance(reinit_when_same, bool):
-            raise ValueError("reinit_when_same must be True or False. "
-                             f"Received: reinit_when_same={reinit_when_same!r}")
-        self.drop_rule, self.timing = drop_rule, timing
+            fail("reinit_when_same", "True or False", reinit_when_same)
         self.reinit_when_same = reinit_when_same
-        self.method, self.update_every = method, update_every
-        self.drop_fraction, self.end_fraction = float(drop_fraction), end_fraction
-        self.end_step, self.seed, self.exclude = end_step, int(seed), tuple(exclude)
+        self.seed, self.exclude = int(seed), tuple(exclude)
         self.log_dir = log_dir
-        self.updates = []  # (step, drop fraction) of every update made
+        self.recorder = GradientRecorder() if self.grows_by_gradient else None
+        self.updates = []  # (step, drop fraction) of every update of the run
+        self.schedule = None  # the run's DropFractionSchedule
         self._writer = None
         self._before_step = None  # timing="instead_of_step": [(variable, value)]
+
+    def _check_method(self, method):
+        """`method`, or for None the name this class is registered under."""
+        if method is None:
+            return next((name for name, registered in DYNAMIC_METHODS.items()
+                         if registered is type(self)), None)
+        if _method_class(method) is not type(self):
+            fail("method", f"the name {type(self).__name__} is registered under",
+                 method)
+        return method
+
+    def _check_drop_rule(self, drop_rule):
+        one_of("drop_rule", drop_rule, tuple(DROP_RULES))
+        if drop_rule not in self.drop_rules:
+            raise ValueError(
+                f"`drop_rule` must be one of {list(self.drop_rules)} for "
+                f"method={self.method!r} ('sign' is the SET authors' rule, for "
+                f"method='set' only). Received: drop_rule={drop_rule!r}, "
+                f"method={self.method!r}")
+        return drop_rule
+
+    def grow(self, layer, remained, k, rng):
+        """Flat indices of the k positions of `layer`'s kernel an update
+        grows, among those not in `remained` (flat indices); `rng` is the
+        update's seeded generator."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must override DynamicSparsity.grow")
+
+    def drop_fraction_schedule(self, end_step):
+        """The run's drop fraction, by its drop rule: RigL's cosine decay
+        ("magnitude") or the SET authors' constant zeta ("sign")."""
+        return DROP_RULES[self.drop_rule].schedule(self.drop_fraction, end_step)
 
     def _due(self, step):
         return step > 0 and step % self.update_every == 0 and step < self._end_step
@@ -216,30 +245,29 @@ class DynamicSparsity(keras.callbacks.Callback):
             raise ValueError("DynamicSparsity counts steps one batch at a time: "
                              "compile with steps_per_execution=1. Received: "
                              f"steps_per_execution={self.model.steps_per_execution}")
+        self.updates, self._before_step = [], None  # a new run
         self._step = int(self.model.optimizer.iterations.numpy())
         total = (self.params or {}).get("epochs", 1) * ((self.params or {}).get("steps") or 0)
         self._end_step = self.end_step or max(1, int(self.end_fraction * total)) + self._step
+        self.schedule = self.drop_fraction_schedule(self._end_step)
         masks_lib.check_exclude(self.model, self.exclude)
         self._layers = [l for l in masks_lib.masked_layers(self.model)
                         if l.name not in self.exclude]
-        if self.method == "rigl":
-            self.model.enable_kernel_gradients()
+        if self.recorder is not None:
+            self.recorder.cancel()
+            self.model.record_kernel_gradients(self.recorder)
 
     def on_train_batch_begin(self, batch, logs=None):
         if not self._due(self._step):
             return
-        if self.method == "rigl":
-            self.model.request_kernel_gradients()
+        if self.recorder is not None:  # this step's gradients, for `grow`
+            self.recorder.request()
         if self.timing == "instead_of_step":
             self._before_step = self._trainable_state()
 
     def on_train_batch_end(self, batch, logs=None):
         step, self._step = self._step, self._step + 1
         if self._due(step):
-            if self._before_step is not None:  # undo the step's optimizer update
-                for variable, value in self._before_step:
-                    variable.assign(value)
-                self._before_step = None
             self.update(step)
 
     def _trainable_state(self):
@@ -253,25 +281,29 @@ class DynamicSparsity(keras.callbacks.Callback):
         return [(v, np.array(keras.ops.convert_to_numpy(v), copy=True)) for v in variables]
 
     def drop_fraction_at(self, step):
-        """The fraction an update at `step` drops: cosine-decayed, or the
-        constant zeta of drop_rule="sign"; 0 from the end step on."""
-        if self.drop_rule == "sign":
-            return self.drop_fraction if step < self._end_step else 0.0
-        return cosine_drop_fraction(step, self.drop_fraction, self._end_step)
+        """The fraction an update at `step` drops (the run's schedule)."""
+        return self.schedule(step)
 
     def update(self, step):
-        """One drop-and-grow update of every layer (the step's fraction)."""
+        """One drop-and-grow update of every layer (the step's fraction),
+        after undoing the step's optimizer update (timing="instead_of_step")."""
+        # `self.model` first: on JAX, reading it brings the training state
+        # into the variables read and written below.
+        optimizer = self.model.optimizer
+        if self._before_step is not None:
+            for variable, value in self._before_step:
+                variable.assign(value)
+            self._before_step = None
         fraction = self.drop_fraction_at(step)
-        grads = (self.model.stored_kernel_gradients() if self.method == "rigl"
-                 else None)
         rng = np.random.default_rng([self.seed, step])
-        changes = {layer.name: self._write(layer, *self._select(layer, fraction, rng, grads))
+        changes = {layer.name: self._write(layer, optimizer,
+                                           *self._select(layer, fraction, rng))
                    for layer in self._layers}
         self.updates.append((step, fraction))
         self._summarise(step, fraction, changes)
         return changes
 
-    def _select(self, layer, fraction, rng, grads):
+    def _select(self, layer, fraction, rng):
         """(old mask, dropped, grown) of one layer, flat, from NumPy."""
         old = layer.mask.numpy().reshape(-1) > 0
         active = np.flatnonzero(old)
@@ -280,18 +312,10 @@ class DynamicSparsity(keras.callbacks.Callback):
         # TensorFlow's slower copy-on-read mode for every later step)
         kernel = keras.ops.reshape(keras.ops.convert_to_tensor(layer.kernel), (-1,))
         values = keras.ops.convert_to_numpy(keras.ops.take(kernel, active))
-        if self.drop_rule == "sign":
-            remained, dropped = _drop_sign(active, values, fraction)
-        else:
-            remained, dropped = _drop(active, np.abs(values), fraction)
-        if grads is not None:
-            scores = grads[layer.name].reshape(-1)  # a fresh copy: made |g| in place
-            grown = _grow_top(np.abs(scores, out=scores), remained, dropped.size)
-        else:
-            grown = _grow_random(rng, old.size, remained, dropped.size)
-        return old, dropped, grown
+        remained, dropped = DROP_RULES[self.drop_rule].drop(active, values, fraction)
+        return old, dropped, self.grow(layer, remained, dropped.size, rng)
 
-    def _write(self, layer, old, dropped, grown):
+    def _write(self, layer, optimizer, old, dropped, grown):
         """Applies one layer's drop and growth: one elementwise select per
         variable (the kernel, each optimizer slot) and one mask write.
         Returns (grown count, fraction of the kernel whose mask changed)."""
@@ -312,7 +336,6 @@ class DynamicSparsity(keras.callbacks.Callback):
         layer.kernel.assign(keras.ops.where(at, keras.ops.zeros((), layer.kernel.dtype),
                                             layer.kernel.value))
         layer.mask.assign(new.reshape(shape).astype(layer.mask.dtype))
-        optimizer = self.model.optimizer
         if optimizer.built:
             for slot in optimizer_slots(optimizer, layer.kernel):
                 reset = keras.ops.full((), slot_reset_value(optimizer, slot), slot.dtype)
@@ -322,6 +345,8 @@ class DynamicSparsity(keras.callbacks.Callback):
     def _summarise(self, step, fraction, changes):
         if self.log_dir is None:
             return
+        # TensorBoard's writer; here, so that JAX runs load TensorFlow only
+        # when they write summaries.
         import tensorflow as tf
 
         if self._writer is None:
@@ -337,3 +362,33 @@ class DynamicSparsity(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class SET(DynamicSparsity):
+    """SET (Mocanu et al. 2018): grows at random positions (seeded). Drops
+    by magnitude, as RigL's and JaxPruner's SET, or by the SET authors'
+    sign rule (drop_rule="sign")."""
+
+    drop_rules = ("magnitude", "sign")
+
+    def grow(self, layer, remained, k, rng):
+        """k positions drawn uniformly without replacement."""
+        return grow_random(rng, math.prod(layer.kernel.shape), remained, k)
+
+
+class RigL(SET):
+    """RigL (Evci et al. 2020): SET with gradient growth, where |g| is
+    largest, g the update step's own effective-kernel gradient (recorded by
+    the model's training step: no extra backward pass). Drops by magnitude."""
+
+    drop_rules = ("magnitude",)
+    grows_by_gradient = True
+
+    def grow(self, layer, remained, k, rng):
+        """The k largest |g| (ties: the first)."""
+        scores = self.recorder.gradient(layer.name).reshape(-1)  # a fresh copy
+        return grow_top(np.abs(scores, out=scores), remained, k)
+
+
+register_dynamic_method("set", SET)
+register_dynamic_method("rigl", RigL)

@@ -167,6 +167,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self.updates = []  # (step, sparsity) of every update made
 
     def on_train_begin(self, logs=None):
+        self.updates = []  # a new run
         # The step is counted here rather than read from the optimizer on
         # every batch (a device sync per step). A step a loss-scaling
         # optimizer skips still counts (as TFMOT's pruning_step).
@@ -228,6 +229,13 @@ class PruningSummaries(keras.callbacks.Callback):
         self.log_dir = os.fspath(log_dir)
         self.pruning_schedule = pruning_schedule
         self._writer = None
+
+    def on_train_begin(self, logs=None):
+        # A new run: a writer that a run stopped by an error left open is
+        # closed (the first epoch opens one).
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def on_epoch_begin(self, epoch, logs=None):
         # As TFMOT's: the state the epoch starts from, at its step.
