@@ -55,7 +55,7 @@ DATASET_NAMES = tuple(sorted(DATASETS))
 def _dynamic_methods():
     """The dynamic sparse training methods (`keras_egf.pruning.dynamic`),
     read when called: the one place the config names them."""
-    return dynamic.METHODS
+    return dynamic.DYNAMIC_METHODS
 
 
 def sparse_training_modes():

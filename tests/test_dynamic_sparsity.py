@@ -10,6 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import keras_egf as ke
+from keras_egf import config as config_lib
 from keras_egf import pruning
 from keras_egf.experiment import mask_digests
 from keras_egf.gradient_recorder import GradientRecorder
@@ -686,8 +687,8 @@ def test_methods_are_registered_classes_looked_up_when_used():
     assert type(rigl) is dynamic.RigL and rigl.method == "rigl"
     assert isinstance(rigl, dynamic.SET) and isinstance(rigl, pruning.DynamicSparsity)
     assert dynamic.SET(update_every=3).method == "set"
-    assert dynamic.METHODS == ("set", "rigl") and ("static",) + dynamic.METHODS == (
-        "static", "set", "rigl")
+    assert dynamic.DYNAMIC_METHODS.names() == ["set", "rigl"]
+    assert config_lib.sparse_training_modes() == ("static", "set", "rigl")
     with pytest.raises(ValueError, match="Unknown dynamic sparsity method 'reverse'.*"
                        "register_dynamic_method.*method='reverse'"):
         pruning.DynamicSparsity("reverse")
@@ -695,7 +696,8 @@ def test_methods_are_registered_classes_looked_up_when_used():
         dynamic.SET("rigl")
     dynamic.register_dynamic_method("reverse", _Reverse)
     try:
-        assert "reverse" in dynamic.METHODS
+        assert "reverse" in dynamic.DYNAMIC_METHODS
+        assert "reverse" in config_lib.sparse_training_modes()
         update = pruning.DynamicSparsity("reverse", update_every=2, end_step=3)
         assert type(update) is _Reverse and update.method == "reverse"
         model, _ = _model(seed=7)

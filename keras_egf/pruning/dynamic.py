@@ -54,7 +54,6 @@ TensorBoard gets per layer and update `dynamic_sparsity/<layer>/regrown`
 of the kernel whose mask changed), and `dynamic_sparsity/drop_fraction`.
 """
 
-import collections.abc
 import math
 
 import keras
@@ -76,34 +75,6 @@ TIMINGS = ("after_step", "instead_of_step")
 END_FRACTION = 0.75  # RigL's: no mask update in the last quarter of training
 
 
-class _Names(collections.abc.Sequence):
-    """A registry's names, read when used, as a tuple-like sequence."""
-
-    def __init__(self, registry):
-        self._registry = registry
-
-    def __getitem__(self, index):
-        return tuple(self._registry)[index]
-
-    def __len__(self):
-        return len(self._registry)
-
-    def __add__(self, other):
-        return tuple(self) + tuple(other)
-
-    def __radd__(self, other):  # ("static",) + METHODS
-        return tuple(other) + tuple(self)
-
-    def __eq__(self, other):
-        return tuple(self) == other
-
-    def __repr__(self):
-        return repr(tuple(self))
-
-
-# The registered names (kept for `keras_egf.config`; DYNAMIC_METHODS is the
-# registry itself).
-METHODS = _Names(DYNAMIC_METHODS)
 
 
 def register_dynamic_method(name, method_class, overwrite=False):
