@@ -61,7 +61,7 @@ def test_fresh_output_dir_check(tmp_path):
     files.check_fresh_output_dir(str(tmp_path / "empty"))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "results.json").write_text("{}")
-    with pytest.raises(ValueError, match="is not empty .*results.json.*--overwrite"):
+    with pytest.raises(ValueError, match="is not empty .*results.json.*`overwrite=True`"):
         files.check_fresh_output_dir(str(tmp_path / "full"))
     files.check_fresh_output_dir(str(tmp_path / "full"), overwrite=True)
     (tmp_path / "file").write_text("x")

@@ -22,6 +22,7 @@ import time
 import pytest
 
 import sweep_fakes
+from keras_egf import experiment
 from keras_egf import files
 from keras_egf import grid as grid_lib
 from keras_egf import sweep
@@ -228,7 +229,7 @@ def test_a_worker_that_loses_its_chief_exits_naming_the_address(tmp_path, free_p
 
 @pytest.fixture
 def fake_trials(monkeypatch):
-    monkeypatch.setattr(sweep.experiment, "run_comparison", sweep_fakes.fake_run_comparison)
+    monkeypatch.setattr(experiment, "run_comparison", sweep_fakes.fake_run_comparison)
     sweep_fakes.CALLS.clear()
     return sweep_fakes.CALLS
 
