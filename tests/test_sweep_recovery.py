@@ -260,6 +260,34 @@ def _damage(kind, out):
     raise AssertionError(kind)
 
 
+def test_the_progress_line_keeps_a_tally_instead_of_rereading_results(
+        tmp_path, fake_trials, monkeypatch):
+    """Each finished trial's line counts the trials done so far from a
+    running tally: a trial reads only its own folder's results.json (to
+    reuse a finished one), not every trial's after each trial."""
+    from keras_egf import results as results_lib
+
+    spec = _spec()
+    out = tmp_path / "s"
+    lines = []
+    tuner = _tuner(spec, out, lines)
+    read, paths = results_lib.read, []
+    monkeypatch.setattr(results_lib, "read",
+                        lambda path, *a, **k: paths.append(path) or read(path, *a, **k))
+    tuner.search(verbose=0)
+    assert [line.split(" trial ")[0] for line in lines] == [
+        "[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    assert all(" sparse acc 0.5000 dense acc 0.5000 " in line for line in lines)
+    assert sorted(paths) == [str(out / f"trial_{i}" / "results.json") for i in range(4)]
+    # Resumed: the tally starts from the trials already finished.
+    (out / "trial_2" / "results.json").unlink()
+    lines.clear()
+    tuner = _tuner(spec, out, lines)
+    assert sweep.requeue_broken_trials(tuner) == [("2", "results.json missing")]
+    tuner.search(verbose=0)
+    assert len(lines) == 1 and lines[0].startswith("[4/4] trial 2 ")
+
+
 @pytest.mark.parametrize("kind", ["oracle emptied", "oracle half-written",
                                   "oracle deleted", "trial.json emptied"])
 def test_damaged_oracle_state_is_named_and_rebuilt_from_the_results(

@@ -113,7 +113,7 @@ def mixed_grids_text(grids):
 def _grid_identity(spec):
     """What makes two grid.json files one experiment: all but the name, the
     objective, the pack size and the seeds (a sweep re-run with other
-    --seeds adds matched pairs to the same cells)."""
+    seeds adds matched pairs to the same cells)."""
     if not isinstance(spec, dict):
         return repr(spec)
     fixed = {k: v for k, v in (spec.get("fixed") or {}).items() if k != "seed"}

@@ -94,8 +94,8 @@ def _wilcoxon_cells_section(sweep, col_axis, output_dir, min_pairs, diverged,
                                        diverged=diverged)
     name = f"wilcoxon_optimizer_x_{col_axis}"
     plot_heatmap(rows, cols, cells, os.path.join(output_dir, name + ".png"),
-                 f"H1: Sparse > Dense, one-sided Wilcoxon p\n(optimizer × {col_axis}; n<{min_pairs}: too few pairs)",
-                 min_pairs)
+                 "H1: Sparse > Dense, one-sided Wilcoxon p\n(optimizer × "
+                 f"{col_axis}; n<{min_pairs}: too few pairs)", min_pairs)
     written.append(name + ".png")
     for (r, c), cell in sorted(cells.items(), key=lambda kv: str(kv[0])):
         rows_out.append({"cells": f"optimizer x {col_axis}", "optimizer": r,

@@ -1,9 +1,10 @@
 """The SC-SDC tuner: a Keras Tuner `BaseTuner` whose trial is one
 sparse/dense comparison (or a pack of them).
 
-It is a `keras_tuner.engine.base_tuner.BaseTuner`, not a `keras_tuner.Tuner`: a trial builds
-no hypermodel and fits no Keras model of Keras Tuner's, so `Tuner`'s model
-building, fitting, checkpoints and epoch hooks would go unused. The hooks
+It is a `keras_tuner.engine.base_tuner.BaseTuner`, not a
+`keras_tuner.Tuner`: a trial builds no hypermodel and fits no Keras model
+of Keras Tuner's, so `Tuner`'s model building, fitting, checkpoints and
+epoch hooks would go unused. The hooks
 it fills: `run_trial` (train the trial's points, return their metrics),
 `save_model`/`load_model` (trials keep results.json, not models),
 `pre_create_trial`/`on_trial_begin`/`on_trial_end` (waiting workers,
@@ -54,7 +55,7 @@ def clear_trial_dir(trial_dir):
 
 
 def _readable(path):
-    """True when `path` is a results.json the report would read."""
+    """True when `path` is a valid results.json (`keras_egf.results.read`)."""
     try:
         results_lib.read(path)
     except ValueError:
