@@ -113,7 +113,8 @@ def requeue_lost(oracle, liveness, timeout_s):
     `timeout_s` back to the queue (the next worker that asks gets it), and
     forgets workers that have not asked for as long; returns a line for
     each."""
-    from keras_tuner.engine import trial as trial_module
+    # keras_egf.sweep imports this module: its oracle module is imported here
+    from keras_egf.sweep import oracle as oracle_lib
 
     lines = []
     now = time.monotonic()
@@ -123,10 +124,7 @@ def requeue_lost(oracle, liveness, timeout_s):
             continue
         del oracle.ongoing_trials[tuner_id]
         oracle.tuner_ids.discard(tuner_id)
-        trial.status = trial_module.TrialStatus.IDLE
-        if trial.trial_id not in oracle._retry_queue:
-            oracle._retry_queue.append(trial.trial_id)
-        oracle._save_trial(trial)
+        oracle_lib.requeue(oracle, trial)
         oracle.save()
         lines.append(
             f"Chief: trial_{trial.trial_id} re-queued: its worker {tuner_id} "

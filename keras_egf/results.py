@@ -1,10 +1,13 @@
 """results.json: the one reader and check of its contents.
 
 A run (`experiment.run_comparison`, `packing.run_packed`) writes one
-results.json per sparse/dense pair. Whatever reads one back (the sweep when
-it resumes, the report) reads it with `read` (or checks an already parsed
-dict with `check`), so a file the report would not count is never taken for
-a finished trial.
+results.json per sparse/dense pair. Whatever reads one back reads it here:
+the report (`read`, with the settings it groups by), the sweep when it
+resumes, re-queues or rebuilds its state (`read_finished`,
+`finished_problem`: a finished result of one grid point), and its progress
+line. So a file the report would not count is never taken for a finished
+trial. Every refusal is a `ResultsError` saying whether the file could not
+be read or was read and broke the schema.
 
 The schema (`problems` lists every departure from it):
 - a JSON object with a `config` object and a non-empty `models` object whose
@@ -21,7 +24,9 @@ The schema (`problems` lists every departure from it):
   present) an integer >= 2.
 """
 
+import json
 import math
+import os
 
 from keras_egf import config as config_lib
 from keras_egf import files
@@ -101,19 +106,95 @@ def problems(results):
     return out
 
 
+class ResultsError(ValueError):
+    """A results.json that cannot be used: `str()` is "PATH: text".
+
+    `path`; `why`, the reason alone ("missing", "not valid JSON (...)", the
+    schema's first problem "; and N more", "holds another configuration");
+    `kind`: "unreadable" (missing, unreadable, not JSON), "invalid" (read,
+    but not a keras-egf results file) or "mismatch" (a valid file, but not
+    the result asked for, `read_finished`).
+    """
+
+    def __init__(self, path, why, kind):
+        self.path, self.why, self.kind = path, why, kind
+        super().__init__(f"{path}: {self.text}")
+
+    @property
+    def text(self):
+        """The message without the path."""
+        if self.kind == "invalid":
+            return f"not a keras-egf results file ({self.why})"
+        return self.why
+
+
 def check(results, path="results.json"):
     """Returns `results` (a parsed results.json) if it is valid, else raises
-    ValueError `PATH: not a keras-egf results file (first problem[; ...])`."""
+    ResultsError `PATH: not a keras-egf results file (first problem[;
+    ...])`."""
     found = problems(results)
     if found:
         more = f"; and {len(found) - 1} more" if len(found) > 1 else ""
-        raise ValueError(f"{path}: not a keras-egf results file "
-                         f"({found[0]}{more})")
+        raise ResultsError(path, f"{found[0]}{more}", "invalid")
     return results
 
 
-def read(path):
-    """The checked results.json at `path`; ValueError `PATH: why` when it is
-    missing, unreadable, not JSON (`files.read_json`) or not valid
-    (`check`)."""
-    return check(files.read_json(path), path)
+def read(path, required=(), required_because=None):
+    """The checked results.json at `path`; ResultsError `PATH: why` when it
+    is missing, unreadable, not JSON (`files.read_json`) or not valid
+    (`check`), or when its config lacks one of the `required` settings
+    (the reason `required_because` then follows the setting's name)."""
+    try:
+        results = files.read_json(path)
+    except ValueError as e:
+        prefix = f"{path}: "
+        why = str(e)[len(prefix):] if str(e).startswith(prefix) else str(e)
+        raise ResultsError(path, why, "unreadable") from None
+    check(results, path)
+    missing = [k for k in required if k not in results["config"]]
+    if missing:
+        because = f"; {required_because}" if required_because else ""
+        raise ResultsError(path, f"config.{missing[0]}: missing{because}",
+                           "invalid")
+    return results
+
+
+def library_version(results):
+    """The keras_egf version a results dict records, or None."""
+    versions = results.get("versions")
+    return versions.get("keras_egf") if isinstance(versions, dict) else None
+
+
+def saved_config(config_dict):
+    """A results file's config as this version compares it: every setting
+    of this version (one an older keras-egf did not write counts as its
+    default value), in JSON's types (lists, not tuples)."""
+    defaults = config_lib.ComparisonConfig().to_dict()
+    return json.loads(json.dumps({k: config_dict.get(k, v)
+                                  for k, v in defaults.items()}))
+
+
+def read_finished(folder, config):
+    """`folder`/results.json when it is a finished result of `config` (a
+    `ComparisonConfig`): valid (`read`), of the same settings
+    (`saved_config`) and holding each model `config.models` trains; else
+    ResultsError."""
+    path = os.path.join(folder, "results.json")
+    results = read(path)
+    if saved_config(results["config"]) != saved_config(config.to_dict()):
+        raise ResultsError(path, "holds another configuration", "mismatch")
+    for name in MODELS if config.models == "both" else (config.models,):
+        model = results["models"].get(name)
+        if not isinstance(model, dict) or "test_accuracy" not in model:
+            raise ResultsError(path, f"has no {name} model results", "mismatch")
+    return results
+
+
+def finished_problem(folder, config):
+    """Why `folder`/results.json is not a finished result of `config`
+    ("results.json why"), or None when it is one (`read_finished`)."""
+    try:
+        read_finished(folder, config)
+    except ResultsError as e:
+        return f"results.json {e.text}"
+    return None

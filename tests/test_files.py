@@ -61,7 +61,7 @@ def test_fresh_output_dir_check(tmp_path):
     files.check_fresh_output_dir(str(tmp_path / "empty"))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "results.json").write_text("{}")
-    with pytest.raises(ValueError, match="is not empty .*results.json.*--overwrite"):
+    with pytest.raises(ValueError, match="is not empty .*results.json.*`overwrite=True`"):
         files.check_fresh_output_dir(str(tmp_path / "full"))
     files.check_fresh_output_dir(str(tmp_path / "full"), overwrite=True)
     (tmp_path / "file").write_text("x")
@@ -191,3 +191,19 @@ def test_folder_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
         {"pid": dead, "host": "elsewhere", "started": "earlier"}))
     with pytest.raises(ValueError, match=f"PID {dead} on elsewhere"):
         files.FolderLock(str(tmp_path / "sweep")).acquire()
+
+
+def test_library_errors_name_arguments_and_binaries_say_flags(tmp_path):
+    """The library says `overwrite=True`; a binary with that flag says
+    --overwrite (trainers.as_flags), and only for its own flags."""
+    from trainers import as_flags
+
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(ValueError) as e:
+        files.check_fresh_output_dir(str(tmp_path))
+    assert "pass `overwrite=True` to replace it" in str(e.value)
+    assert "pass --overwrite to replace it" in as_flags(e.value, ("overwrite",))
+    assert as_flags(e.value, ()) == str(e.value)
+    assert as_flags("with `pack`, `seeds=False` or `strategy=None`",
+                    ("pack", "seeds", "strategy")) == (
+        "with --pack, --noseeds or `strategy=None`")

@@ -401,7 +401,7 @@ def test_results_of_two_grids_in_one_folder_are_refused_or_listed(tmp_path):
     with pytest.raises(ValueError) as e:
         report.load_sweep(path)
     assert str(e.value).startswith(expected), str(e.value)
-    with pytest.raises(ValueError, match="--allow_mixed_grids"):
+    with pytest.raises(ValueError, match="`allow_mixed_grids=True`"):
         report.write_report(path, str(tmp_path / "r"))
     assert not (tmp_path / "r").exists()
     result = report.write_report(path, str(tmp_path / "r"), min_pairs=3,

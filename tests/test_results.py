@@ -69,3 +69,47 @@ def test_unreadable_files_are_named(tmp_path):
     with pytest.raises(ValueError, match="not a keras-egf results file "
                        r"\(not a JSON object\)"):
         results.read(str(path))
+
+
+def test_each_refusal_says_its_kind(tmp_path):
+    """One error type for every reader: the report tells unreadable from
+    invalid files, the sweep says why a file is no finished result."""
+    path = tmp_path / "results.json"
+    with pytest.raises(results.ResultsError) as e:
+        results.read(str(path))
+    assert (e.value.kind, e.value.why, e.value.text) == ("unreadable", "missing", "missing")
+    path.write_text(json.dumps({**_valid(), "models": {}}))
+    with pytest.raises(results.ResultsError) as e:
+        results.read(str(path))
+    assert (e.value.kind, e.value.why) == ("invalid", "models: empty")
+    assert e.value.text == "not a keras-egf results file (models: empty)"
+    path.write_text(json.dumps(_valid()))
+    with pytest.raises(results.ResultsError, match=r"\(config.dense_width: missing; "
+                       "grouped by it\\)$") as e:
+        results.read(str(path), ("optimizer", "dense_width"), "grouped by it")
+    assert e.value.kind == "invalid"
+
+
+def test_a_finished_result_is_of_the_same_config_with_each_model(tmp_path):
+    from keras_egf.config import ComparisonConfig
+
+    config = ComparisonConfig(optimizer="adam")
+    stored = {**_valid(), "config": config.to_dict()}
+    stored["models"]["dense"] = dict(stored["models"]["sparse"])
+    (tmp_path / "results.json").write_text(json.dumps(stored))
+    assert results.read_finished(str(tmp_path), config) == stored
+    assert results.finished_problem(str(tmp_path), config) is None
+    other = ComparisonConfig(optimizer="sgd")
+    assert results.finished_problem(str(tmp_path), other) == (
+        "results.json holds another configuration")
+    del stored["models"]["dense"]
+    (tmp_path / "results.json").write_text(json.dumps(stored))
+    with pytest.raises(results.ResultsError) as e:
+        results.read_finished(str(tmp_path), config)
+    assert (e.value.kind, e.value.why) == ("mismatch", "has no dense model results")
+    sparse_only = ComparisonConfig(optimizer="adam", models="sparse")
+    stored["config"] = sparse_only.to_dict()
+    (tmp_path / "results.json").write_text(json.dumps(stored))
+    assert results.finished_problem(str(tmp_path), sparse_only) is None
+    assert results.finished_problem(str(tmp_path / "none"), config) == (
+        "results.json missing")

@@ -13,8 +13,10 @@ import time
 import pytest
 from scipy import stats
 
+from keras_egf import experiment
 from keras_egf import grid as grid_lib
 from keras_egf import report
+from keras_egf import results as results_lib
 from keras_egf import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -341,12 +343,12 @@ def test_finished_results_are_reused_not_rerun(tmp_path):
     path = tmp_path / "one" / f"trial_{trial.trial_id}" / "results.json"
     before, mtime = path.read_bytes(), os.stat(path).st_mtime_ns
     calls = []
-    original = sweep.experiment.run_comparison
-    sweep.experiment.run_comparison = lambda *a, **k: calls.append(a) or original(*a, **k)
+    original = experiment.run_comparison
+    experiment.run_comparison = lambda *a, **k: calls.append(a) or original(*a, **k)
     try:
         metrics = tuner.run_trial(trial)
     finally:
-        sweep.experiment.run_comparison = original
+        experiment.run_comparison = original
     assert calls == []
     assert path.read_bytes() == before and os.stat(path).st_mtime_ns == mtime
     stored = json.loads(before)
@@ -354,8 +356,9 @@ def test_finished_results_are_reused_not_rerun(tmp_path):
     # A results file of another config is not taken for this trial's.
     other = grid_lib.parse_grid({"name": "x", "fixed": {**TINY, "epochs": 1, "egf_points": 1},
                                  "grid": {"optimizer": ["sgd"]}})
-    assert sweep._finished_results(str(path.parent), other.config({"optimizer": "sgd"})) is None
-    assert sweep._finished_results(str(path.parent), spec.config({"optimizer": "adam"})) == stored
+    with pytest.raises(ValueError, match="holds another configuration"):
+        results_lib.read_finished(str(path.parent), other.config({"optimizer": "sgd"}))
+    assert results_lib.read_finished(str(path.parent), spec.config({"optimizer": "adam"})) == stored
 
 
 def test_resuming_over_results_of_another_version_warns(tmp_path):

@@ -22,6 +22,7 @@ import time
 import pytest
 
 import sweep_fakes
+from keras_egf import experiment
 from keras_egf import files
 from keras_egf import grid as grid_lib
 from keras_egf import sweep
@@ -228,7 +229,7 @@ def test_a_worker_that_loses_its_chief_exits_naming_the_address(tmp_path, free_p
 
 @pytest.fixture
 def fake_trials(monkeypatch):
-    monkeypatch.setattr(sweep.experiment, "run_comparison", sweep_fakes.fake_run_comparison)
+    monkeypatch.setattr(experiment, "run_comparison", sweep_fakes.fake_run_comparison)
     sweep_fakes.CALLS.clear()
     return sweep_fakes.CALLS
 
@@ -257,6 +258,34 @@ def _damage(kind, out):
         (out / "trial_1" / "trial.json").write_text("")
         return "trial_1/trial.json: not valid JSON (Expecting value"
     raise AssertionError(kind)
+
+
+def test_the_progress_line_keeps_a_tally_instead_of_rereading_results(
+        tmp_path, fake_trials, monkeypatch):
+    """Each finished trial's line counts the trials done so far from a
+    running tally: a trial reads only its own folder's results.json (to
+    reuse a finished one), not every trial's after each trial."""
+    from keras_egf import results as results_lib
+
+    spec = _spec()
+    out = tmp_path / "s"
+    lines = []
+    tuner = _tuner(spec, out, lines)
+    read, paths = results_lib.read, []
+    monkeypatch.setattr(results_lib, "read",
+                        lambda path, *a, **k: paths.append(path) or read(path, *a, **k))
+    tuner.search(verbose=0)
+    assert [line.split(" trial ")[0] for line in lines] == [
+        "[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    assert all(" sparse acc 0.5000 dense acc 0.5000 " in line for line in lines)
+    assert sorted(paths) == [str(out / f"trial_{i}" / "results.json") for i in range(4)]
+    # Resumed: the tally starts from the trials already finished.
+    (out / "trial_2" / "results.json").unlink()
+    lines.clear()
+    tuner = _tuner(spec, out, lines)
+    assert sweep.requeue_broken_trials(tuner) == [("2", "results.json missing")]
+    tuner.search(verbose=0)
+    assert len(lines) == 1 and lines[0].startswith("[4/4] trial 2 ")
 
 
 @pytest.mark.parametrize("kind", ["oracle emptied", "oracle half-written",

@@ -164,7 +164,7 @@ def test_results_json_is_atomic(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(files.json, "dump", boom)
+    monkeypatch.setattr(json, "dump", boom)  # what files.write_atomic calls
     with pytest.raises(RuntimeError):
         experiment.write_json_atomic(str(path), {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1}

@@ -8,6 +8,7 @@ other failure.
 """
 
 import os
+import re
 import signal
 import sys
 
@@ -36,9 +37,25 @@ if (os.path.basename(sys.argv[0]).startswith("keras-egf-") or sys.argv[0] == "-m
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 
-def fail(program, message):
-    """Writes `program: error: message` to stderr; returns EXIT_BAD_INPUT."""
-    sys.stderr.write(f"{program}: error: {message}\n")
+def as_flags(message, names):
+    """A library error as a binary says it: the library names its
+    arguments in backquotes (`overwrite=True`, `pack`); each of `names` (a
+    binary flag of the same name) becomes the flag (--overwrite, --pack;
+    `name=False`: --noname). Other text is left as it is."""
+    def flag(match):
+        name, value = match[1], match[2]
+        if name not in names:
+            return match[0]
+        return f"--no{name}" if value == "False" else f"--{name}"
+
+    return re.sub(r"`(\w+)(?:=(True|False))?`", flag, str(message))
+
+
+def fail(program, message, flags=()):
+    """Writes `program: error: message` to stderr, the library's argument
+    names among `flags` written as those flags (`as_flags`); returns
+    EXIT_BAD_INPUT."""
+    sys.stderr.write(f"{program}: error: {as_flags(message, flags)}\n")
     return EXIT_BAD_INPUT
 
 

@@ -41,6 +41,9 @@ flags.DEFINE_bool("allow_mixed_grids", False, "Report the results of "
                   "different grids (sweeps whose grid.json differ, seeds aside) "
                   "together, naming each, instead of refusing them.")
 flags.mark_flag_as_required("sweep_dir")
+# write_report's arguments of the same name: its errors say them as flags
+FLAG_ARGUMENTS = ("sweep_dir", "output_dir", "min_pairs", "width_measure",
+                  "diverged", "strict", "allow_mixed_grids")
 flags.register_validator("min_pairs", lambda v: v is not None and v >= 1,
                          message="--min_pairs must be >= 1")
 
@@ -60,7 +63,7 @@ def main(argv):
                                   diverged=FLAGS.diverged, strict=FLAGS.strict,
                                   allow_mixed_grids=FLAGS.allow_mixed_grids)
     except ValueError as e:
-        return fail("keras-egf-report", e)
+        return fail("keras-egf-report", e, flags=FLAG_ARGUMENTS)
     print(out["left_out"])
     print()
     print("Kendall's tau between gradient flow (averaged over training) and test "

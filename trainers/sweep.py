@@ -53,7 +53,8 @@ flags.DEFINE_integer("threads", 0, "TensorFlow threads of this process (0: all "
                      "cores). With N workers on one machine use cores / N.")
 flags.DEFINE_integer("pack", 1, "Train up to this many compatible grid points "
                      "(same settings but seed, learning rate and widths) as one "
-                     "vectorised model per trial (1: one point a trial).")
+                     "vectorised model per trial (1: one point a trial).",
+                     lower_bound=1)
 flags.DEFINE_float("heartbeat_s", 10.0, "Chief and workers: a worker tells the "
                    "chief this often that it still runs its trial.")
 flags.DEFINE_float("worker_timeout_s", 120.0, "Chief: a trial whose worker has "
@@ -75,6 +76,12 @@ for _name in ("heartbeat_s", "worker_timeout_s", "chief_timeout_s"):
                              message=f"--{_name} must be > 0")
 
 
+# The library's arguments of the same name as these flags: its errors say
+# them as flags (`trainers.as_flags`).
+FLAG_ARGUMENTS = ("grid", "seeds", "pack", "overwrite", "output_dir", "mirrored",
+                  "max_trials", "allow_small_dataset")
+
+
 def _parse_seeds(values):
     seeds = []
     for v in values:
@@ -86,75 +93,73 @@ def _parse_seeds(values):
 
 
 def _fail(message):
-    return fail("keras-egf-sweep", message)
+    return fail("keras-egf-sweep", message, flags=FLAG_ARGUMENTS)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}", exitcode=2)
-    from keras_egf import grid as grid_lib
-    try:
-        grid = grid_lib.load_grid(FLAGS.grid)
-        if FLAGS.objective is not None:
-            grid = grid_lib.parse_grid({**grid.to_dict(), "objective": FLAGS.objective},
-                                       source=FLAGS.grid)
-        if FLAGS.seeds is not None:
-            grid = grid_lib.parse_grid(
-                grid.with_seeds(_parse_seeds(FLAGS.seeds)).to_dict(),
-                source=FLAGS.grid)
-    except ValueError as e:
-        return _fail(e)
+    # keras_egf loads TensorFlow for seconds: not for --help or a bad flag
     from keras_egf import data
-    try:  # an unprepared tfds dataset fails here, not in every trial
-        for dataset, data_dir in sorted({(c.dataset, c.data_dir or "") for _, c in
-                                         grid.configs_over(("dataset", "data_dir"))}):
-            data.check_available(dataset, data_dir or None)
-    except (ValueError, data.DatasetNotPreparedError) as e:
-        return _fail(e)
-    from keras_egf import files
+
     role = os.environ.get("KERASTUNER_TUNER_ID")
     try:
-        if FLAGS.overwrite and role not in (None, "chief"):
-            raise ValueError(f"--overwrite with KERASTUNER_TUNER_ID={role!r}: "
-                             "only the chief (or a single process) may start over")
-        output_dir = files.check_sweep_output_dir(FLAGS.output_dir, FLAGS.overwrite)
-    except ValueError as e:
+        grid = _load_grid()
+        _check_datasets(grid)
+        output_dir = _checked_output_dir(role)
+        _set_threads()
+        _check_trainable(grid)  # after the threads: reading data starts TensorFlow
+        strategy = _strategy()
+    except (ValueError, data.DatasetNotPreparedError) as e:
         return _fail(e)
-    import tensorflow as tf
+    return _locked(output_dir, role, lambda: _sweep(grid, output_dir, role, strategy))
+
+
+def _load_grid():
+    """The grid of --grid, with --objective and --seeds applied."""
+    from keras_egf import grid as grid_lib  # loads TensorFlow: see main
+
+    grid = grid_lib.load_grid(FLAGS.grid)
+    if FLAGS.objective is not None:
+        grid = grid_lib.parse_grid({**grid.to_dict(), "objective": FLAGS.objective},
+                                   source=FLAGS.grid)
+    if FLAGS.seeds is not None:
+        grid = grid_lib.parse_grid(grid.with_seeds(_parse_seeds(FLAGS.seeds)).to_dict(),
+                                   source=FLAGS.grid)
+    return grid
+
+
+def _check_datasets(grid):
+    """An unprepared tfds dataset fails here, not in every trial."""
+    from keras_egf import data  # loads TensorFlow: see main
+
+    for dataset, data_dir in sorted({(c.dataset, c.data_dir or "") for _, c in
+                                     grid.configs_over(("dataset", "data_dir"))}):
+        data.check_available(dataset, data_dir or None)
+
+
+def _checked_output_dir(role):
+    """--output_dir, checked for a sweep (links resolved)."""
+    from keras_egf import files  # loads TensorFlow: see main
+
+    if FLAGS.overwrite and role not in (None, "chief"):
+        raise ValueError(f"--overwrite with KERASTUNER_TUNER_ID={role!r}: "
+                         "only the chief (or a single process) may start over")
+    return files.check_sweep_output_dir(FLAGS.output_dir, FLAGS.overwrite)
+
+
+def _set_threads():
     if FLAGS.threads:
+        import tensorflow as tf  # loads for seconds: only when asked
+
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
-    try:  # after the threads: reading the data starts TensorFlow's runtime
-        _check_trainable(grid)
-    except ValueError as e:
-        return _fail(e)
-    from keras_egf import sweep
-    strategy = None
-    if FLAGS.mirrored:
-        strategy = sweep.mirrored_strategy()
-        if strategy is None:
-            print("--mirrored: fewer than 2 GPUs visible; trials run on one device.")
-        else:
-            print(f"--mirrored: {strategy.num_replicas_in_sync} replicas per trial.")
-    # One process per sweep folder, unless chief and workers share it.
-    lock = files.FolderLock(output_dir) if role in (None, "chief") else None
-    try:
-        took_over = lock.acquire() if lock else None
-    except ValueError as e:
-        return _fail(e)
-    try:
-        if took_over:
-            print(f"Warning: {took_over}.", flush=True)
-        return _sweep(grid, output_dir, role, strategy)
-    finally:
-        if lock:
-            lock.release()
 
 
 def _check_trainable(grid):
     """Refuses grid points that would train on nothing useful
     (`experiment.check_trainable`), naming the first."""
-    from keras_egf import experiment
+    from keras_egf import experiment  # loads TensorFlow: see main
 
     num_train = {}  # one config per combination of what the check reads
     for point, config in grid.configs_over(experiment.TRAINABLE_SETTINGS):
@@ -168,58 +173,125 @@ def _check_trainable(grid):
             raise ValueError(f"grid point {point}: {e}") from None
 
 
+def _strategy():
+    """The strategy of --mirrored (None without it, or with < 2 GPUs)."""
+    # Keras Tuner loads here, before the folder is locked or written: a
+    # Ctrl-C while it loads leaves nothing behind
+    from keras_egf import sweep
+
+    if not FLAGS.mirrored:
+        return None
+    strategy = sweep.mirrored_strategy()
+    if strategy is None:
+        print("--mirrored: fewer than 2 GPUs visible; trials run on one device.")
+        return None
+    if FLAGS.pack > 1:
+        raise ValueError(f"--pack={FLAGS.pack}: packed trials run on one device "
+                         "(drop --mirrored)")
+    print(f"--mirrored: {strategy.num_replicas_in_sync} replicas per trial.")
+    return strategy
+
+
+def _locked(output_dir, role, run_sweep):
+    """`run_sweep()` holding the folder's lock: one process per sweep
+    folder, unless chief and workers share it (then only the chief locks)."""
+    from keras_egf import files  # loads TensorFlow: see main
+
+    lock = files.FolderLock(output_dir) if role in (None, "chief") else None
+    try:
+        took_over = lock.acquire() if lock else None
+    except ValueError as e:
+        return _fail(e)
+    try:
+        if took_over:
+            print(f"Warning: {took_over}.", flush=True)
+        return run_sweep()
+    finally:
+        if lock:
+            lock.release()
+
+
 def _sweep(grid, output_dir, role, strategy):
     """The sweep in `output_dir` (checked, and locked where the oracle
     lives)."""
-    from keras_egf import files
-    from keras_egf import interrupts
-    from keras_egf import sweep
-
     oracle_here = role in (None, "chief")  # one process, or the chief
     try:
-        if FLAGS.pack < 1:
-            raise ValueError(f"--pack={FLAGS.pack}: must be an integer >= 1")
-        if FLAGS.overwrite:  # only what keras-egf wrote (checked above)
-            files.clear_output_dir(output_dir, keep=(files.SWEEP_LOCK,))
-        elif os.path.isdir(output_dir):
-            left = files.remove_sweep_leftovers(output_dir)
-            if left:
-                print(f"Removed {len(left)} temporary file(s) that killed "
-                      "runs left: " + ", ".join(
-                          os.path.relpath(p, output_dir) for p in left),
-                      flush=True)
-        grid_damaged = sweep.check_same_grid(output_dir, grid, FLAGS.pack)
-        if grid_damaged and not oracle_here:
-            raise sweep.grid_file_error(output_dir, grid_damaged)
-        tuner = sweep.SCSDCTuner(grid, max_trials=FLAGS.max_trials, strategy=strategy,
-                                 pack=FLAGS.pack,
-                                 allow_small_dataset=FLAGS.allow_small_dataset,
-                                 heartbeat_s=FLAGS.heartbeat_s,
-                                 worker_timeout_s=FLAGS.worker_timeout_s,
-                                 chief_timeout_s=FLAGS.chief_timeout_s,
-                                 verbose=FLAGS.verbose,
-                                 directory=os.path.dirname(output_dir),
-                                 project_name=os.path.basename(output_dir))
-        if grid_damaged:
-            print(sweep.repair_grid_file(tuner, grid_damaged), flush=True)
+        _clear_or_tidy(output_dir)
+        tuner = _tuner(grid, output_dir, oracle_here, strategy)
     except ValueError as e:
         return _fail(e)
     if oracle_here:
-        requeued = sweep.requeue_broken_trials(tuner)
-        if requeued:
-            print(f"Re-queued {len(requeued)} finished trial(s) whose results "
-                  "are missing or unreadable: " + "; ".join(
-                      f"trial_{tid} ({why})" for tid, why in requeued), flush=True)
+        _requeue_broken(tuner)
+    _say_skipped(grid)
+    hparams_dir = os.path.join(tuner.project_dir, "hparams")
+    if oracle_here and not os.path.isdir(hparams_dir):
+        from keras_egf import sweep  # loads TensorFlow: see main
+
+        sweep.write_hparams_config(hparams_dir, grid)  # the HParams dashboard
+    _say_start(grid, tuner, role)
+    return _search(tuner, role)
+
+
+def _clear_or_tidy(output_dir):
+    """--overwrite: clears the folder (only what keras-egf wrote, checked
+    before); else removes the temporary files killed runs left in it."""
+    from keras_egf import files  # loads TensorFlow: see main
+
+    if FLAGS.overwrite:
+        files.clear_output_dir(output_dir, keep=(files.SWEEP_LOCK,))
+    elif os.path.isdir(output_dir):
+        left = files.remove_sweep_leftovers(output_dir)
+        if left:
+            print(f"Removed {len(left)} temporary file(s) that killed runs "
+                  "left: " + ", ".join(os.path.relpath(p, output_dir) for p in left),
+                  flush=True)
+
+
+def _tuner(grid, output_dir, oracle_here, strategy):
+    """The sweep's tuner, its grid checked against grid.json (rewritten
+    where the oracle lives when damaged)."""
+    from keras_egf import sweep  # loads TensorFlow: see main
+
+    grid_damaged = sweep.check_same_grid(output_dir, grid, FLAGS.pack)
+    if grid_damaged and not oracle_here:
+        raise sweep.grid_file_error(output_dir, grid_damaged)
+    tuner = sweep.SCSDCTuner(grid, max_trials=FLAGS.max_trials, strategy=strategy,
+                             pack=FLAGS.pack,
+                             allow_small_dataset=FLAGS.allow_small_dataset,
+                             heartbeat_s=FLAGS.heartbeat_s,
+                             worker_timeout_s=FLAGS.worker_timeout_s,
+                             chief_timeout_s=FLAGS.chief_timeout_s,
+                             verbose=FLAGS.verbose,
+                             directory=os.path.dirname(output_dir),
+                             project_name=os.path.basename(output_dir))
+    if grid_damaged:
+        print(sweep.repair_grid_file(tuner, grid_damaged), flush=True)
+    return tuner
+
+
+def _requeue_broken(tuner):
+    from keras_egf import sweep  # loads TensorFlow: see main
+
+    requeued = sweep.requeue_broken_trials(tuner)
+    if requeued:
+        print(f"Re-queued {len(requeued)} finished trial(s) whose results "
+              "are missing or unreadable: " + "; ".join(
+                  f"trial_{tid} ({why})" for tid, why in requeued), flush=True)
+
+
+def _say_skipped(grid):
     skipped = grid.skipped_points()
     if skipped:
         print(f"Left out {len(skipped)} grid point(s) with skip connections at "
               "depth 1: skip connections join equal-width hidden layers, so a "
               "1-hidden-layer network has none and these points would repeat "
               "their cells without SC.", flush=True)
-    hparams_dir = os.path.join(tuner.project_dir, "hparams")
-    if oracle_here and not os.path.isdir(hparams_dir):
-        sweep.write_hparams_config(hparams_dir, grid)  # the HParams dashboard
-    from keras_egf.report import plural
+
+
+def _say_start(grid, tuner, role):
+    """The sweep's first line; a warning when finished results were
+    written by another keras_egf version."""
+    from keras_egf.report import plural  # loads TensorFlow: see main
 
     done = len(tuner.finished_trials())
     packs = (f" (packs of up to {FLAGS.pack} of the {plural(grid.size(), 'point')})"
@@ -229,19 +301,27 @@ def _sweep(grid, output_dir, role, strategy):
           + (f" ({done} already finished)" if done else "")
           + (f" as {role}" if role else ""), flush=True)
     if done:
-        import keras_egf
+        _warn_other_versions(tuner.finished_versions())
 
-        versions = tuner.finished_versions()
-        older = {v: n for v, n in versions.items() if v != keras_egf.__version__}
-        if older:
-            listed = ", ".join(f"{n} by {v}" for v, n in sorted(older.items()))
-            print(f"Warning: finished results in {FLAGS.output_dir} were written by "
-                  f"another keras_egf version ({listed}); this is "
-                  f"{keras_egf.__version__}. Versions can build or train the same "
-                  "config differently, so the report would mix numbers that are "
-                  "not comparable: delete those results.json files to re-run "
-                  "them (or start over with --overwrite).", flush=True)
-    from keras_egf import distributed
+
+def _warn_other_versions(versions):
+    import keras_egf  # loads TensorFlow: see main
+
+    older = {v: n for v, n in versions.items() if v != keras_egf.__version__}
+    if older:
+        listed = ", ".join(f"{n} by {v}" for v, n in sorted(older.items()))
+        print(f"Warning: finished results in {FLAGS.output_dir} were written by "
+              f"another keras_egf version ({listed}); this is "
+              f"{keras_egf.__version__}. Versions can build or train the same "
+              "config differently, so the report would mix numbers that are "
+              "not comparable: delete those results.json files to re-run "
+              "them (or start over with --overwrite).", flush=True)
+
+
+def _search(tuner, role):
+    """Runs the search; the exit code."""
+    from keras_egf import distributed  # loads TensorFlow: see main
+    from keras_egf import interrupts
 
     try:
         tuner.search(verbose=0)
@@ -258,6 +338,13 @@ def _sweep(grid, output_dir, role, strategy):
         print("\nInterrupted. Finished trials are kept; run the same command "
               "again to resume.", flush=True)
         return EXIT_INTERRUPTED
+    return _say_done(tuner)
+
+
+def _say_done(tuner):
+    """The last lines; exit 1 when a trial failed."""
+    from keras_egf.report import plural  # loads TensorFlow: see main
+
     print(f"Done: {len(tuner.finished_trials())}/"
           f"{plural(tuner.total_trials, 'trial')} in "
           f"{FLAGS.output_dir}. Report: keras-egf-report --sweep_dir="

@@ -106,7 +106,7 @@ def main(argv):
               f"{FLAGS.output_dir}/comparison.png; "
               f"tensorboard --logdir {FLAGS.output_dir}/tensorboard")
     except (ValueError, data.DatasetNotPreparedError) as e:
-        return fail("keras-egf-train", e)
+        return fail("keras-egf-train", e, flags=("overwrite", "output_dir"))
     except BaseException as e:  # an interrupt may surface as another error
         if not interrupts.is_interrupt(e):
             raise
