@@ -183,7 +183,7 @@ def read_finished(folder, config):
     results = read(path)
     if saved_config(results["config"]) != saved_config(config.to_dict()):
         raise ResultsError(path, "holds another configuration", "mismatch")
-    for name in MODELS if config.models == "both" else (config.models,):
+    for name in config.model_names:
         model = results["models"].get(name)
         if not isinstance(model, dict) or "test_accuracy" not in model:
             raise ResultsError(path, f"has no {name} model results", "mismatch")
