@@ -11,7 +11,8 @@ Its building blocks are public, so that the packed trainer
 `datasets_for` (a config's pipelines), `training_datasets` (what a model
 trains on), `fixed_egf_batches` (the fixed batch set of the EGF points),
 `build_pair` (the same-capacity pair), `models_of` (the config's models of
-a pair) and `train_one` (train, measure and evaluate one model).
+a pair), `compile_model` (its optimizer, loss and metrics) and `train_one`
+(train, measure and evaluate one model).
 """
 
 import contextlib
