@@ -12,7 +12,12 @@ from keras_egf import backend as backend_lib
 from keras_egf import layers as layers_lib
 from keras_egf import model as model_lib
 from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS as MEASURES
-from keras_egf.gradient_flow import gradient_flow_measures, masked_gradients
+from keras_egf.gradient_flow import (
+    fixed_batch_point,
+    gradient_flow_measures,
+    masked_gradients,
+    mean_gradient,
+)
 from keras_egf.validation import integer, positive_int
 
 
@@ -133,30 +138,20 @@ def gradient_flow_on_batches(model, batches):
     """
     layers = measured_layers(model, "gradient_flow_on_batches")
     masks = [l.mask if layers_lib.is_masked_layer(l) else None for l in layers]
-    batches = as_batches(batches)
-    total = sum(_batch_size(b[0]) for b in batches)
-    accumulated = None
-    for batch in batches:
-        x, y = batch[0], batch[1]
+
+    def gradients(batch):
         sample_weight = batch[2] if len(batch) > 2 else None
-        grads = backend_lib.get().on_one_replica(
-            objective_kernel_gradients, model, x, y, sample_weight)
-        weight = float(_batch_size(x)) / total
-        weighted = [weight * g for g in grads]
-        accumulated = weighted if accumulated is None else [
-            a + g for a, g in zip(accumulated, weighted)]
+        return backend_lib.get().on_one_replica(
+            objective_kernel_gradients, model, batch[0], batch[1], sample_weight)
+
+    accumulated = mean_gradient(as_batches(batches), gradients, _batch_size)
     values = gradient_flow_measures(
         accumulated, masked_gradients(accumulated, masks), per_layer=True)
-    result = {m: float(values[m]) for m in MEASURES}
-    result["layers"] = {
-        l.name: {"egf_1": float(a), "egf_2": float(b)}
-        for l, a, b in zip(layers, ops.convert_to_numpy(values["layers_egf_1"]),
-                           ops.convert_to_numpy(values["layers_egf_2"]))}
-    return result
+    return fixed_batch_point(values, [l.name for l in layers])
 
 
-def _batch_size(x):
-    return int(keras.tree.flatten(x)[0].shape[0])
+def _batch_size(batch):
+    return int(keras.tree.flatten(batch[0])[0].shape[0])
 
 
 DEFAULT_NUM_POINTS = 11
@@ -245,7 +240,14 @@ class EGFCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.epochs_to_evaluate is None or epoch not in self.epochs_to_evaluate:
             return
-        values = gradient_flow_on_batches(self.model, self.batches)
+        self.record(epoch, gradient_flow_on_batches(self.model, self.batches),
+                    logs)
+
+    def record(self, epoch, values, logs=None):
+        """Keeps the point `values` of `epoch` (as `gradient_flow_on_batches`
+        returns them), adds them to `logs` and writes them to TensorBoard:
+        what an evaluation epoch does once the gradients are measured, for a
+        trainer that measures them itself (`keras_egf.packing`)."""
         point = {"epoch": int(epoch), **values}
         self.points.append(point)
         if logs is not None:
@@ -270,15 +272,29 @@ class EGFCallback(keras.callbacks.Callback):
 DEFAULT_MAX_LOSS = 1e6
 
 
+def is_diverged(loss, max_loss=DEFAULT_MAX_LOSS):
+    """The divergence rule: `loss` is NaN, Inf or above `max_loss` (None: no
+    bound). A float (a logged loss) gives a bool; a tensor gives a boolean
+    tensor, elementwise, computed where it lives (the packed trainer's
+    per-member losses, on the device)."""
+    if isinstance(loss, (int, float, np.number)):  # no tensor per batch
+        return not math.isfinite(loss) or (max_loss is not None
+                                           and loss > max_loss)
+    bad = ops.logical_not(ops.isfinite(loss))
+    if max_loss is None:
+        return bad
+    return ops.logical_or(bad, ops.greater(loss, max_loss))
+
+
 def divergence_reason(loss, max_loss=DEFAULT_MAX_LOSS):
-    """Why `loss` counts as diverged ("loss nan", "loss 3e+07 > max_loss
-    1e+06"), or None when it does not."""
+    """Why `loss` counts as diverged (`is_diverged`: "loss nan", "loss
+    3e+07 > max_loss 1e+06"), or None when it does not."""
     loss = float(loss)
+    if not is_diverged(loss, max_loss):
+        return None
     if not math.isfinite(loss):
         return f"loss {loss}"
-    if max_loss is not None and loss > max_loss:
-        return f"loss {loss:.3g} > max_loss {max_loss:g}"
-    return None
+    return f"loss {loss:.3g} > max_loss {max_loss:g}"
 
 
 class DivergenceMonitor(keras.callbacks.Callback):

@@ -3,103 +3,68 @@ the same data order with EGF tracking, evaluate, and write results.
 
 Shared by the training binary (trainers/train.py) and the sweep, so both run
 one code path. `run_comparison(config, output_dir)` returns the results dict
-it also writes atomically to `output_dir/results.json`.
+it also writes atomically to `output_dir/results.json` (its schema and
+writers: `keras_egf.results`).
+
+Its building blocks are public, so that the packed trainer
+(`keras_egf.packing`) builds each member exactly as a run here would:
+`datasets_for` (a config's pipelines), `training_datasets` (what a model
+trains on), `fixed_egf_batches` (the fixed batch set of the EGF points),
+`build_pair` (the same-capacity pair), `models_of` (the config's models of
+a pair), `compile_model` (its optimizer, loss and metrics) and `train_one`
+(train, measure and evaluate one model).
 """
 
+import contextlib
 import math
 import os
-import platform
 import time
 import warnings
 
-import numpy as np
+import keras
+import tensorflow as tf
 
-from keras_egf.files import (  # noqa: F401  (re-exported)
-    check_output_dir,
-    finite_or_none,
-    write_json_atomic,
-    write_text_atomic,
+from keras_egf import callbacks as cb
+from keras_egf import data
+from keras_egf import files
+from keras_egf.capacity import active_weights, same_capacity_pair
+from keras_egf.config import ComparisonConfig  # noqa: F401  (re-exported)
+from keras_egf.files import check_output_dir, finite_or_none, write_json_atomic
+from keras_egf.optimizers import make_optimizer
+from keras_egf.pruning import DynamicSparsity, dynamic, get_pruning_method
+from keras_egf.results import (  # noqa: F401  (versions, mask_digests re-exported)
+    add_test_metrics,
+    mask_digests,
+    model_result,
+    results_header,
+    versions,
 )
 
-from keras_egf.config import (  # noqa: F401  (re-exported)
-    EGF_DATA,
-    MODEL_CHOICES,
-    OPTIMIZERS,
-    PRUNING_METHODS,
-    REGULARIZERS,
-    ComparisonConfig,
-)
 
-
-# What each gf/EGF number in results.json is (also in the README).
-GRADIENT_FLOW_SCALES = {
-    "history": "per-step measure: mean, over the epoch's measured training "
-               "steps (every gradient_flow_every-th step and the first of the "
-               "epoch), of the norms of each batch's gradient",
-    "egf_points": "fixed-batch measure: norms of the mean gradient of the "
-                  "training objective over a fixed batch set (egf_batches "
-                  "batches of the egf_data split) at egf_points epochs",
-    "average": "fixed-batch measure averaged over the egf_points epochs (the "
-               "paper's average EGF; what the report correlates)",
-}
-
-
-def make_optimizer(name, learning_rate, weight_decay=0.0):
-    """A Keras optimizer by grid name (momentum = SGD with momentum 0.9)."""
-    import keras
-
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate)
-    if name == "momentum":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9)
-    if name == "adagrad":
-        return keras.optimizers.Adagrad(learning_rate)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate)
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
-    raise ValueError(f"Unknown optimizer {name!r}. Supported: {list(OPTIMIZERS)}")
-
-
-def versions():
-    """Versions of what a result depends on."""
-    import keras
-    import tensorflow as tf
-
-    import keras_egf
-    from keras_egf import backend as backend_lib
-
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "keras_egf": keras_egf.__version__,
-            "numpy": np.__version__, "platform": platform.platform(),
-            **backend_lib.description()}
-
-
-def mask_digests(model):
-    """{layer name: sha256 of its mask bytes} for masked layers."""
-    import hashlib
-
-    from keras_egf.pruning import get_masks
-
-    return {name: hashlib.sha256(np.ascontiguousarray(m).tobytes()).hexdigest()
-            for name, m in get_masks(model).items()}
-
-
-def _datasets(config, augment=False):
+def datasets_for(config, augment=False):
     """The config's pipelines: flattened for an MLP, images for convnets."""
-    from keras_egf import data
-
     return data.make_datasets(
         config.dataset, batch_size=config.batch_size, seed=config.seed,
         data_dir=config.data_dir, flatten=config.arch == "mlp", augment=augment)
 
 
+def training_datasets(config):
+    """The pipelines a model of `config` trains on (augmented under DA)."""
+    return datasets_for(config, augment=config.augmentation)
+
+
+def fixed_egf_batches(config):
+    """The fixed batch set of the EGF points: the first `egf_batches`
+    batches of a fresh pipeline's `egf_data` split."""
+    fixed = datasets_for(config)
+    source = fixed.train if config.egf_data == "train" else fixed.test
+    return list(source.take(config.egf_batches))
+
+
 def num_train_examples(config):
     """Training examples of the config's dataset (DatasetNotPreparedError
     for a tfds one not prepared here)."""
-    return _datasets(config).num_train
+    return datasets_for(config).num_train
 
 
 # The settings `check_trainable` (with `num_train_examples`) reads: a grid
@@ -114,8 +79,6 @@ def check_trainable(config, num_train, allow_small_dataset=False):
     (every epoch one batch of them all) unless `allow_small_dataset`, or
     set/rigl training too short for one mask update (it would be recorded
     as dynamic while its masks never changed)."""
-    from keras_egf.pruning import dynamic
-
     if config.batch_size > num_train and not allow_small_dataset:
         raise ValueError(
             f"batch_size={config.batch_size} is larger than the training set "
@@ -139,11 +102,9 @@ def check_trainable(config, num_train, allow_small_dataset=False):
             f"{dynamic.END_FRACTION:.0%} of them (step {end}); {fix}")
 
 
-def _build_pair(config, ds):
-    from keras_egf.capacity import same_capacity_pair
-    from keras_egf.pruning import get_pruning_method
-
-    regs = set(config.regularizers)
+def build_pair(config, ds):
+    """The config's same-capacity sparse/dense pair (`CapacityPair`); a
+    data-driven pruning method scores on the first batches of `ds`."""
     batches = None
     if get_pruning_method(config.pruning).needs_data:
         batches = list(ds.train.take(config.pruning_batches))
@@ -152,28 +113,37 @@ def _build_pair(config, ds):
         config.effective_multiplier(), activation=config.activation,
         arch=config.arch, wrn_depth=config.wrn_depth,
         seed=config.seed, pruning=config.pruning, batches=batches,
-        batch_norm="bn" in regs,
-        skip_connections="sc" in regs,
-        weight_decay=config.weight_decay if "l2" in regs else 0.0,
+        batch_norm=config.batch_norm,
+        skip_connections=config.skip_connections,
+        weight_decay=config.l2_factor,
         gradient_flow_every=config.gradient_flow_every)
 
 
-def _train_one(name, model, config, output_dir, verbose):
-    import keras
+def models_of(config, pair):
+    """[(name, model)] of the models `config` trains, sparse first."""
+    return [(name, pair.sparse if name == "sparse" else pair.dense)
+            for name in config.model_names]
 
-    from keras_egf import callbacks as cb
-    from keras_egf.capacity import active_weights
 
-    keras.utils.set_random_seed(config.seed)
-    ds = _datasets(config, augment="da" in config.regularizers)
-    fixed = _datasets(config)
-    source = fixed.train if config.egf_data == "train" else fixed.test
-    egf_batches = list(source.take(config.egf_batches))
+def compile_model(model, config):
+    """Compiles `model` as a run trains it: the config's optimizer at its
+    learning rate, cross-entropy on logits, accuracy."""
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.learning_rate,
                                  config.weight_decay),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"], jit_compile=config.jit_compile)
+
+
+def train_one(name, model, config, output_dir, verbose):
+    """Trains `model` (the pair's `name`) as the run does: its data order,
+    EGF points, divergence monitor, TensorBoard runs under
+    `output_dir/tensorboard/<name>` and dynamic sparsity; returns its
+    results.json entry (`keras_egf.results.model_result`)."""
+    keras.utils.set_random_seed(config.seed)
+    ds = training_datasets(config)
+    egf_batches = fixed_egf_batches(config)
+    compile_model(model, config)
     log_dir = os.path.join(output_dir, "tensorboard", name)
     egf = cb.EGFCallback(egf_batches, config.epochs, config.egf_points,
                          log_dir=os.path.join(log_dir, "egf"))
@@ -182,7 +152,6 @@ def _train_one(name, model, config, output_dir, verbose):
                  keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
     dynamic = None
     if name == "sparse" and config.sparse_training != "static":
-        from keras_egf.pruning import DynamicSparsity
         dynamic = DynamicSparsity(
             config.sparse_training, update_every=config.dst_update_every,
             drop_fraction=config.dst_drop_fraction, seed=config.seed,
@@ -207,55 +176,6 @@ def _train_one(name, model, config, output_dir, verbose):
                             time.perf_counter() - start)
 
 
-def model_result(model, history, egf_points, average, diverged, diverged_epoch,
-                 diverged_reason, mask_updates, train_time):
-    """One trained model's entry of results.json, before its test metrics
-    (`add_test_metrics`)."""
-    from keras_egf.capacity import active_weights
-    from keras_egf.layers import prunable_layers
-
-    return {
-        "active_weights": dict(active_weights(model)),
-        "widths": [int(l.kernel.shape[-1]) for l in prunable_layers(model)],
-        "mask_sha256": mask_digests(model),
-        "history": history,
-        "egf_points": egf_points,
-        "average": average,
-        "diverged": diverged,
-        "diverged_epoch": diverged_epoch,
-        "diverged_reason": diverged_reason,
-        "epochs_run": len(history.get("loss", [])),
-        "mask_updates": mask_updates,
-        "train_time_s": train_time,
-    }
-
-
-def add_test_metrics(result, loss, accuracy, eval_time=None):
-    """Adds test loss/accuracy to a `model_result`; a diverged model (or a
-    non-finite test loss, which then counts as diverged in the last epoch
-    run) gets None for both."""
-    if result["diverged"] or loss is None or not math.isfinite(float(loss)):
-        if not result["diverged"] or result["diverged_epoch"] is None:
-            result.update(diverged=True, diverged_epoch=result["epochs_run"] - 1)
-        result.update(test_loss=None, test_accuracy=None)
-        return result
-    result.update(test_loss=float(loss), test_accuracy=float(accuracy),
-                  eval_time_s=eval_time)
-    return result
-
-
-def results_header(config, ds, replicas=1):
-    """results.json without its models: config, versions, dataset, replicas
-    and the gradient-flow scales."""
-    return {"config": config.to_dict(), "versions": versions(),
-            "dataset": {"num_train": ds.num_train, "num_test": ds.num_test,
-                        "input_shape": list(ds.input_shape),
-                        "num_classes": ds.num_classes},
-            "replicas": replicas,
-            "gradient_flow_scales": GRADIENT_FLOW_SCALES,
-            "models": {}}
-
-
 def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None,
                    allow_small_dataset=False):
     """Runs one SC-SDC comparison and writes results.json (+ PNG, TB logs).
@@ -265,18 +185,13 @@ def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None,
     A run `check_trainable` refuses raises ValueError before training
     (`allow_small_dataset`: a batch larger than the training set only warns).
     """
-    import contextlib
-
-    import tensorflow as tf
-
     config.validate()
     check_output_dir(output_dir)
     tf.config.experimental.enable_op_determinism()
-    import keras
     keras.utils.set_random_seed(config.seed)
-    ds = _datasets(config)
+    ds = datasets_for(config)
     check_trainable(config, ds.num_train, allow_small_dataset)
-    if "sc" in config.regularizers and config.depth == 1:
+    if config.skip_without_effect:
         warnings.warn(
             "regularizers include sc at depth=1: skip connections join "
             "equal-width hidden layers, so a 1-hidden-layer MLP has none and "
@@ -291,19 +206,18 @@ def run_comparison(config, output_dir, verbose=1, plot=True, strategy=None,
         return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
     with scope():
-        pair = _build_pair(config, ds)
-    names = ("sparse", "dense") if config.models == "both" else (config.models,)
+        pair = build_pair(config, ds)
     start = time.perf_counter()
     results = results_header(
         config, ds, strategy.num_replicas_in_sync if strategy else 1)
-    for name in names:
-        model = pair.sparse if name == "sparse" else pair.dense
+    for name, model in models_of(config, pair):
         with scope():
-            results["models"][name] = _train_one(name, model, config,
-                                                 output_dir, verbose)
+            results["models"][name] = train_one(name, model, config,
+                                                output_dir, verbose)
     results["wall_time_s"] = time.perf_counter() - start
     write_json_atomic(os.path.join(output_dir, "results.json"), results)
     if plot:
+        # matplotlib: imported only when a plot is asked for
         from keras_egf.plots import plot_comparison
         plot_comparison(results, os.path.join(output_dir, "comparison.png"))
     return finite_or_none(results)
@@ -322,9 +236,6 @@ def run_comparison_into(config, output_dir, overwrite=False, verbose=1,
     left there) only once the run has finished; after an error or Ctrl-C
     the staging folder is removed and `output_dir` is as it was.
     """
-    from keras_egf import data
-    from keras_egf import files
-
     config.validate()
     data.check_available(config.dataset, config.data_dir)
     check_trainable(config, num_train_examples(config), allow_small_dataset)

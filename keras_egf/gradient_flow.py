@@ -8,10 +8,14 @@ matching 0/1 masks (None for a layer with no mask, meaning all ones).
 - effective_gradient_flow(grads, masks, p) = (1/L) sum_l || g_l * m_l ||_p
 - gradient_flow_measures(grads, masked)    = all four, by name
   (`GRADIENT_FLOW_METRICS`: gf_1, gf_2, egf_1, egf_2)
+- mean_gradient(batches, ...)               = the gradient of the mean
+  objective over a fixed batch set (the fixed-batch measure's gradient)
 
 This module owns the measure names and the arithmetic: `MaskedModel`'s
-training step (per-step measure) and `keras_egf.callbacks.EGFCallback`
-(fixed-batch measure) both call `gradient_flow_measures`. For a dense network
+training step (per-step measure), `keras_egf.callbacks.EGFCallback`
+(fixed-batch measure) and the packed trainer (`keras_egf.packing`, whose
+gradients carry a leading member axis: `members=True`) all call
+`gradient_flow_measures`. For a dense network
 (all masks one), EGF_1 == gf_1 / L. All four measures are homogeneous of
 degree one in the gradients, so a loss scaled by s (mixed precision) gives
 measures scaled by s: divide the four scalars, not the gradients.
@@ -23,6 +27,7 @@ import keras
 from keras import ops
 
 from keras_egf import backend as backend_lib
+from keras_egf import validation
 
 SUPPORTED_NORMS = (1, 2)
 GRADIENT_FLOW_METRICS = ("gf_1", "gf_2", "egf_1", "egf_2")
@@ -30,20 +35,16 @@ GRADIENT_FLOW_METRICS = ("gf_1", "gf_2", "egf_1", "egf_2")
 
 def _check_p(p):
     if isinstance(p, bool) or p not in SUPPORTED_NORMS:
-        raise ValueError(
-            f"Gradient flow is defined for p in {SUPPORTED_NORMS}. "
-            f"Received: p={p!r}"
-        )
+        validation.fail("p", f"one of {list(SUPPORTED_NORMS)} (the norms "
+                        "gradient flow is defined for)", p)
 
 
 def _check_grads(grads, masks=None):
     if not grads:
-        raise ValueError("Received an empty list of gradients: grads=[]")
+        validation.fail("grads", "a non-empty list of per-layer gradients", grads)
     if masks is not None and len(masks) != len(grads):
-        raise ValueError(
-            "grads and masks must have one entry per layer. Received: "
-            f"len(grads)={len(grads)}, len(masks)={len(masks)}"
-        )
+        validation.fail("len(masks)", f"len(grads)={len(grads)} (one mask per "
+                        "layer's gradient)", len(masks))
 
 
 def _as_float(t):
@@ -61,25 +62,34 @@ def masked_gradients(grads, masks):
     return out
 
 
-def _pth_power_sum(g, p):
-    """sum |g|^p as float32, by the backend's own reduction."""
-    return backend_lib.get().pth_power_sum(_as_float(g), p)
+def _pth_power_sum(g, p, members=False):
+    """sum |g|^p as float32, by the backend's own reduction; with
+    `members`, one sum per entry of g's leading (member) axis."""
+    g = _as_float(g)
+    if members:
+        axes = tuple(range(1, len(g.shape)))
+        power = ops.abs(g) if p == 1 else ops.square(g)
+        return ops.cast(ops.sum(power, axis=axes), "float32")
+    return backend_lib.get().pth_power_sum(g, p)
 
 
-def layer_norms(grads, p):
-    """Returns a vector of the per-layer norms ||g_l||_p."""
+def layer_norms(grads, p, members=False):
+    """Returns the per-layer norms ||g_l||_p: a vector (L,), or (L, K)
+    with `members` (every g_l with a leading axis of K members)."""
     _check_p(p)
     _check_grads(grads)
-    norms = ops.stack([_pth_power_sum(g, p) for g in grads])
+    norms = ops.stack([_pth_power_sum(g, p, members) for g in grads])
     return norms if p == 1 else ops.sqrt(norms)
 
 
-def gradient_flow(grads, p=2):
-    """Plain gradient flow ||concat(grads)||_p, pruned positions included."""
+def gradient_flow(grads, p=2, members=False):
+    """Plain gradient flow ||concat(grads)||_p, pruned positions included
+    (with `members`, a vector: each member's own)."""
     _check_p(p)
     _check_grads(grads)
     # Left to right, as tf.add_n adds.
-    total = functools.reduce(ops.add, [_pth_power_sum(g, p) for g in grads])
+    total = functools.reduce(
+        ops.add, [_pth_power_sum(g, p, members) for g in grads])
     return total if p == 1 else ops.sqrt(total)
 
 
@@ -92,7 +102,7 @@ def effective_gradient_flow(grads, masks=None, p=2):
     return ops.mean(layer_norms(grads, p))
 
 
-def gradient_flow_measures(grads, masked_grads, per_layer=False):
+def gradient_flow_measures(grads, masked_grads, per_layer=False, members=False):
     """gf_1, gf_2 (from `grads`) and egf_1, egf_2 (from `masked_grads`).
 
     Args:
@@ -102,19 +112,53 @@ def gradient_flow_measures(grads, masked_grads, per_layer=False):
             receives); `masked_gradients(grads, masks)` makes them.
         per_layer: also return "layers_egf_1" / "layers_egf_2", the vectors
             of per-layer norms ||g_l * m_l||_p whose means are egf_1 / egf_2.
+        members: every gradient has a leading axis of K members (a pack of
+            models, `keras_egf.packing`): each measure is then a vector (K,)
+            of the members' own measures, the per-layer norms (L, K).
 
     Returns:
         {name: float32 scalar tensor} keyed by `GRADIENT_FLOW_METRICS`.
     """
     _check_grads(grads, masked_grads)
-    layers_1 = layer_norms(masked_grads, 1)
-    layers_2 = layer_norms(masked_grads, 2)
+    layers_1 = layer_norms(masked_grads, 1, members)
+    layers_2 = layer_norms(masked_grads, 2, members)
     measures = {
-        "gf_1": gradient_flow(grads, 1),
-        "gf_2": gradient_flow(grads, 2),
-        "egf_1": ops.mean(layers_1),
-        "egf_2": ops.mean(layers_2),
+        "gf_1": gradient_flow(grads, 1, members),
+        "gf_2": gradient_flow(grads, 2, members),
+        "egf_1": ops.mean(layers_1, axis=0),
+        "egf_2": ops.mean(layers_2, axis=0),
     }
     if per_layer:
         measures.update(layers_egf_1=layers_1, layers_egf_2=layers_2)
     return measures
+
+
+def fixed_batch_point(measures, layer_names, member=None):
+    """`gradient_flow_measures(..., per_layer=True)` as plain floats:
+    {measure: float, "layers": {layer name: {"egf_1": .., "egf_2": ..}}},
+    the fixed-batch point `keras_egf.callbacks.EGFCallback` records;
+    `member`: the index of one member's values (measures taken with
+    `members=True`)."""
+    values = {k: ops.convert_to_numpy(v) for k, v in measures.items()}
+    if member is not None:
+        values = {k: v[..., member] for k, v in values.items()}
+    point = {m: float(values[m]) for m in GRADIENT_FLOW_METRICS}
+    point["layers"] = {
+        name: {"egf_1": float(a), "egf_2": float(b)}
+        for name, a, b in zip(layer_names, values["layers_egf_1"],
+                              values["layers_egf_2"])}
+    return point
+
+
+def mean_gradient(batches, gradients, batch_size):
+    """The gradient of the mean objective over a fixed batch set: the
+    gradients `gradients(batch)` (a list, one per layer) of each batch,
+    weighted by its share `batch_size(batch)` of all the examples."""
+    total = sum(batch_size(batch) for batch in batches)
+    accumulated = None
+    for batch in batches:
+        weight = float(batch_size(batch)) / total
+        weighted = [weight * g for g in gradients(batch)]
+        accumulated = weighted if accumulated is None else [
+            a + g for a, g in zip(accumulated, weighted)]
+    return accumulated

@@ -22,14 +22,28 @@ The schema (`problems` lists every departure from it):
   did not write counts as its default);
 - `versions` and `dataset` (if present) objects; `dataset.num_classes` (if
   present) an integer >= 2.
+
+The writing side (bottom of this module: `results_header`, `model_result`,
+`add_test_metrics`) makes the files this schema describes, for both runs.
 """
 
+import hashlib
 import json
 import math
 import os
+import platform
 
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_egf
+from keras_egf import backend as backend_lib
 from keras_egf import config as config_lib
 from keras_egf import files
+from keras_egf.capacity import active_weights
+from keras_egf.layers import prunable_layers
+from keras_egf.pruning import get_masks
 
 MODELS = ("sparse", "dense")
 TARGETS = ("test_loss", "test_accuracy")
@@ -198,3 +212,82 @@ def finished_problem(folder, config):
     except ResultsError as e:
         return f"results.json {e.text}"
     return None
+
+
+# --- writing ----------------------------------------------------------------
+# What a run writes: `results_header` (config, versions, dataset, replicas,
+# the gradient-flow scales), then per model `model_result` completed by
+# `add_test_metrics`. `experiment.run_comparison` and `packing.run_packed`
+# both write through these.
+
+# What each gf/EGF number in results.json is (also in the README).
+GRADIENT_FLOW_SCALES = {
+    "history": "per-step measure: mean, over the epoch's measured training "
+               "steps (every gradient_flow_every-th step and the first of the "
+               "epoch), of the norms of each batch's gradient",
+    "egf_points": "fixed-batch measure: norms of the mean gradient of the "
+                  "training objective over a fixed batch set (egf_batches "
+                  "batches of the egf_data split) at egf_points epochs",
+    "average": "fixed-batch measure averaged over the egf_points epochs (the "
+               "paper's average EGF; what the report correlates)",
+}
+
+
+def versions():
+    """Versions of what a result depends on."""
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "keras_egf": keras_egf.__version__,
+            "numpy": np.__version__, "platform": platform.platform(),
+            **backend_lib.description()}
+
+
+def mask_digests(model):
+    """{layer name: sha256 of its mask bytes} for masked layers."""
+    return {name: hashlib.sha256(np.ascontiguousarray(m).tobytes()).hexdigest()
+            for name, m in get_masks(model).items()}
+
+
+def results_header(config, ds, replicas=1):
+    """results.json without its models: config, versions, dataset, replicas
+    and the gradient-flow scales."""
+    return {"config": config.to_dict(), "versions": versions(),
+            "dataset": {"num_train": ds.num_train, "num_test": ds.num_test,
+                        "input_shape": list(ds.input_shape),
+                        "num_classes": ds.num_classes},
+            "replicas": replicas,
+            "gradient_flow_scales": GRADIENT_FLOW_SCALES,
+            "models": {}}
+
+
+def model_result(model, history, egf_points, average, diverged, diverged_epoch,
+                 diverged_reason, mask_updates, train_time):
+    """One trained model's entry of results.json, before its test metrics
+    (`add_test_metrics`)."""
+    return {
+        "active_weights": dict(active_weights(model)),
+        "widths": [int(l.kernel.shape[-1]) for l in prunable_layers(model)],
+        "mask_sha256": mask_digests(model),
+        "history": history,
+        "egf_points": egf_points,
+        "average": average,
+        "diverged": diverged,
+        "diverged_epoch": diverged_epoch,
+        "diverged_reason": diverged_reason,
+        "epochs_run": len(history.get("loss", [])),
+        "mask_updates": mask_updates,
+        "train_time_s": train_time,
+    }
+
+
+def add_test_metrics(result, loss, accuracy, eval_time=None):
+    """Adds test loss/accuracy to a `model_result`; a diverged model (or a
+    non-finite test loss, which then counts as diverged in the last epoch
+    run) gets None for both."""
+    if result["diverged"] or loss is None or not math.isfinite(float(loss)):
+        if not result["diverged"] or result["diverged_epoch"] is None:
+            result.update(diverged=True, diverged_epoch=result["epochs_run"] - 1)
+        result.update(test_loss=None, test_accuracy=None)
+        return result
+    result.update(test_loss=float(loss), test_accuracy=float(accuracy),
+                  eval_time_s=eval_time)
+    return result

@@ -69,3 +69,40 @@ def test_mismatched_lengths_and_empty():
         gf.effective_gradient_flow(grads, masks[:1], 2)
     with pytest.raises(ValueError, match="empty"):
         gf.gradient_flow([], 2)
+
+
+def test_member_axis_gives_each_members_own_measures():
+    """members=True: every gradient (K, ...) holds K models' gradients; each
+    measure is the vector of the measures each would have alone."""
+    rng = np.random.default_rng(4)
+    shapes = ((5, 7), (7, 3), (3, 2))
+    grads = [rng.normal(size=(3,) + s).astype(np.float32) for s in shapes]
+    masks = [(rng.random((3,) + s) < 0.5).astype(np.float32) for s in shapes]
+    packed = gf.gradient_flow_measures(grads, gf.masked_gradients(grads, masks),
+                                       per_layer=True, members=True)
+    names = ["a", "b", "c"]
+    for k in range(3):
+        own = [g[k] for g in grads]
+        alone = gf.gradient_flow_measures(
+            own, gf.masked_gradients(own, [m[k] for m in masks]), per_layer=True)
+        for name, value in alone.items():
+            np.testing.assert_allclose(np.asarray(packed[name])[..., k],
+                                       np.asarray(value), rtol=1e-6)
+        mine, theirs = (gf.fixed_batch_point(packed, names, member=k),
+                        gf.fixed_batch_point(alone, names))
+        assert mine.keys() == theirs.keys()
+        for m in gf.GRADIENT_FLOW_METRICS:
+            assert mine[m] == pytest.approx(theirs[m], rel=1e-6)
+        for name in names:
+            assert mine["layers"][name] == pytest.approx(theirs["layers"][name], rel=1e-6)
+    point = gf.fixed_batch_point(alone, names)
+    assert list(point) == list(gf.GRADIENT_FLOW_METRICS) + ["layers"]
+    assert set(point["layers"]) == set(names)
+    assert all(isinstance(v, float) for v in point["layers"]["a"].values())
+
+
+def test_mean_gradient_weights_each_batch_by_its_size():
+    batches = [(np.ones((3, 1)), 1.0), (np.ones((1, 1)), 5.0)]
+    mean = gf.mean_gradient(batches, lambda b: [np.full(2, b[1])],
+                            lambda b: b[0].shape[0])
+    np.testing.assert_allclose(mean[0], [(3 * 1.0 + 1 * 5.0) / 4] * 2)

@@ -25,10 +25,10 @@ def _alone(config, tmp_path):
     """The unpacked run, as run_comparison does it, keeping the models."""
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
-    ds = experiment._datasets(config)
-    pair = experiment._build_pair(config, ds)
-    results = {name: experiment._train_one(name, getattr(pair, name), config,
-                                           str(tmp_path), 0)
+    ds = experiment.datasets_for(config)
+    pair = experiment.build_pair(config, ds)
+    results = {name: experiment.train_one(name, getattr(pair, name), config,
+                                          str(tmp_path), 0)
                for name in ("sparse", "dense")}
     return pair, results
 
@@ -145,7 +145,7 @@ def test_shared_rate_steps_and_a_frozen_member(tmp_path):
     scaling step, used once a member has diverged, takes the same step for
     the members still training and keeps a frozen member's weights."""
     configs = [_config(seed=0, dense_width=12), _config(seed=1, dense_width=8)]
-    members = packing._members(configs)
+    members = packing.build_members(configs)
     trainer = packing.PackedTrainer(members)
     assert trainer.shared_rate
     x, y = next(iter(trainer._stacked([m.datasets.train for m in members])))
@@ -186,5 +186,19 @@ def test_grouping_and_unsupported_settings():
         packing.check_packable(_config(activation="srelu"))
     with pytest.raises(ValueError, match="differ only in"):
         packing.run_packed([_config(), _config(optimizer="sgd")], ["/tmp/a", "/tmp/b"])
-    with pytest.raises(ValueError, match="pack=0"):
+    with pytest.raises(ValueError, match="size=0"):
         packing.group_points([], configs.get, 0)
+
+
+def test_the_divergence_rule_is_the_monitors_on_floats_and_tensors():
+    """The packed trainer freezes a member by the rule DivergenceMonitor
+    applies to a logged loss (keras_egf.callbacks.is_diverged)."""
+    from keras_egf.callbacks import divergence_reason, is_diverged
+
+    losses = [0.5, 1e6, 2e6, float("nan"), float("inf"), -float("inf")]
+    expected = [False, False, True, True, True, True]
+    assert [is_diverged(v) for v in losses] == expected
+    assert [divergence_reason(v) is not None for v in losses] == expected
+    assert list(np.asarray(is_diverged(tf.constant(losses)))) == expected
+    assert list(np.asarray(is_diverged(tf.constant(losses), None))) == [
+        False, False, False, True, True, True]
