@@ -88,6 +88,13 @@ def mask_product(value, mask, mode):
 class MaskedKernelMixin(PruningOptionsMixin):
     """Mask variable, effective kernel and mask setting shared by layers."""
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_mask()
+
+    def get_config(self):
+        return self._pruning_config(super().get_config())
+
     def _build_mask(self):
         self._check_block_rank([self.kernel])
         self.mask = self.add_weight(
@@ -145,22 +152,9 @@ class MaskedDense(MaskedKernelMixin, keras.layers.Dense):
     starts all ones; set it with `set_mask` or `keras_egf.apply_masks`.
     """
 
-    def __init__(self, units, mask_dtype=DEFAULT_MASK_DTYPE,
-                 pruning_schedule=None, sparsity_m_by_n=None,
-                 block_size=(1, 1), block_pooling_type="AVG", **kwargs):
-        self._check_plain_kernel(kwargs)
-        self._set_pruning_options(mask_dtype, pruning_schedule,
-                                  sparsity_m_by_n, block_size,
-                                  block_pooling_type)
+    def __init__(self, units, *args, **kwargs):
         validation.positive_int("units", units)
-        super().__init__(units, **kwargs)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_mask()
-
-    def get_config(self):
-        return self._pruning_config(super().get_config())
+        super().__init__(units, *args, **kwargs)
 
     def call(self, inputs, training=None):
         x = ops.matmul(inputs, self.effective_kernel())
@@ -179,22 +173,9 @@ class MaskedConv2D(MaskedKernelMixin, keras.layers.Conv2D):
     `mask_dtype` as in `MaskedDense`.
     """
 
-    def __init__(self, filters, kernel_size, mask_dtype=DEFAULT_MASK_DTYPE,
-                 pruning_schedule=None, sparsity_m_by_n=None,
-                 block_size=(1, 1), block_pooling_type="AVG", **kwargs):
-        self._check_plain_kernel(kwargs)
-        self._set_pruning_options(mask_dtype, pruning_schedule,
-                                  sparsity_m_by_n, block_size,
-                                  block_pooling_type)
+    def __init__(self, filters, kernel_size, *args, **kwargs):
         validation.positive_int("filters", filters)
-        super().__init__(filters, kernel_size, **kwargs)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_mask()
-
-    def get_config(self):
-        return self._pruning_config(super().get_config())
+        super().__init__(filters, kernel_size, *args, **kwargs)
 
     def call(self, inputs):
         outputs = self.convolution_op(inputs, self.effective_kernel())

@@ -44,15 +44,6 @@ def masked_value(variable, mask, mode):
 class MaskedWeightsMixin(PruningOptionsMixin):
     """Base of the generated `Masked<Class>` layers (see module doc)."""
 
-    def __init__(self, *args, mask_dtype=layers_lib.DEFAULT_MASK_DTYPE,
-                 pruning_schedule=None, sparsity_m_by_n=None,
-                 block_size=(1, 1), block_pooling_type="AVG", **kwargs):
-        self._check_plain_kernel(kwargs)
-        self._set_pruning_options(mask_dtype, pruning_schedule,
-                                  sparsity_m_by_n, block_size,
-                                  block_pooling_type)
-        super().__init__(*args, **kwargs)
-
     def _build_masks(self):
         variables = prunable_lib.prunable_variables(self, building=True)
         self._check_block_rank(variables)

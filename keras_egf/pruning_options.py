@@ -50,7 +50,21 @@ def check_block(block_size, block_pooling_type):
 
 class PruningOptionsMixin:
     """Pruning options a masked layer carries in its config: mask storage,
-    its gradual schedule, M-by-N and block structure."""
+    its gradual schedule, M-by-N and block structure.
+
+    Its `__init__` takes the options as keywords and passes every other
+    argument on to the Keras layer, so a masked layer is called like the
+    layer it masks (`MaskedDense(10, "relu", mask_dtype="float32")`).
+    """
+
+    def __init__(self, *args, mask_dtype=DEFAULT_MASK_DTYPE,
+                 pruning_schedule=None, sparsity_m_by_n=None,
+                 block_size=(1, 1), block_pooling_type="AVG", **kwargs):
+        self._check_plain_kernel(kwargs)
+        self._set_pruning_options(mask_dtype, pruning_schedule,
+                                  sparsity_m_by_n, block_size,
+                                  block_pooling_type)
+        super().__init__(*args, **kwargs)
 
     def _set_pruning_options(self, mask_dtype=DEFAULT_MASK_DTYPE,
                              pruning_schedule=None, sparsity_m_by_n=None,
