@@ -6,7 +6,7 @@ masks gradients and reports them, and same-capacity sparse/dense pairs
 """
 
 from keras_egf.activations import SReLU
-from keras_egf.architectures import ACTIVATIONS, build_mlp
+from keras_egf.architectures import ACTIVATIONS, build_mlp, register_architecture
 from keras_egf.capacity import (
     active_weights,
     dense_equivalent,
@@ -43,8 +43,12 @@ from keras_egf.pruning import (
     prune_low_magnitude,
     prune_scope,
     random_masks,
+    register_distribution,
+    register_dynamic_method,
     register_pruning_method,
     strip_pruning,
 )
+from keras_egf.gradient_recorder import GradientRecorder
+from keras_egf.optimizers import make_optimizer, register_optimizer
 
 __version__ = "0.3.0"

@@ -286,4 +286,10 @@ from keras_egf.pruning.schedules import (  # noqa: E402,F401
     as_schedule,
 )
 from keras_egf.pruning.structured import is_pruned_m_by_n  # noqa: E402,F401
-from keras_egf.pruning.dynamic import DynamicSparsity  # noqa: E402,F401
+from keras_egf.pruning.dynamic import (  # noqa: E402,F401
+    DYNAMIC_METHODS,
+    SET,
+    DynamicSparsity,
+    RigL,
+    register_dynamic_method,
+)
