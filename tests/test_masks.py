@@ -120,7 +120,7 @@ def test_register_pruning_method():
         assert masks[layer.name].flat[0] == 0
         assert masks[layer.name].sum() == masks[layer.name].size - 1
         assert layer.kernel.numpy().flat[0] == 0.0
-    with pytest.raises(ValueError, match="score must be callable"):
+    with pytest.raises(ValueError, match="`score` must be callable. Received: score="):
         ke.register_pruning_method("bad", None)
 
 

@@ -65,7 +65,7 @@ def register_pruning_method(name, score, needs_data=False, rounds=1,
     `method` of `prune` and a `pruning` setting of `ComparisonConfig`.
     """
     if not callable(score):
-        raise ValueError(f"score must be callable. Received: score={score!r}")
+        validation.fail("score", "callable", score)
     return PRUNING_METHODS.register(name, PruningMethod(
         score, bool(needs_data), validation.positive_int("rounds", rounds),
         validation.non_negative_int("min_per_layer", min_per_layer)),
