@@ -5,7 +5,6 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from keras_egf import backend as backend_lib
@@ -231,9 +230,10 @@ class EGFCallback(keras.callbacks.Callback):
 
     def _summary_writer(self):
         if self._writer is None and self.log_dir:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+            summary = tensorboard_summary("EGFCallback(log_dir=...)")
+            self._writer = summary.create_file_writer(self.log_dir)
             with self._writer.as_default(step=0):  # which backend measured
-                tf.summary.text("keras_backend", " ".join(
+                summary.text("keras_backend", " ".join(
                     backend_lib.description().values()))
         return self._writer
 
@@ -255,12 +255,13 @@ class EGFCallback(keras.callbacks.Callback):
                 logs[key] = values[m]
         writer = self._summary_writer()
         if writer is not None:
+            summary = tensorboard_summary("EGFCallback(log_dir=...)")
             with writer.as_default(step=int(epoch)):
                 for m in MEASURES:
-                    tf.summary.scalar(f"egf/{m}", values[m])
+                    summary.scalar(f"egf/{m}", values[m])
                 for name, norms in values["layers"].items():
                     for m, v in norms.items():
-                        tf.summary.scalar(f"egf_layers/{name}/{m}", v)
+                        summary.scalar(f"egf_layers/{name}/{m}", v)
             writer.flush()
 
     def on_train_end(self, logs=None):
@@ -270,6 +271,22 @@ class EGFCallback(keras.callbacks.Callback):
 
 
 DEFAULT_MAX_LOSS = 1e6
+
+
+def tensorboard_summary(what):
+    """TensorFlow's summary API (`tf.summary`), which writes TensorBoard
+    files; `what` (the caller, e.g. "EGFCallback(log_dir=...)") is named
+    when TensorFlow is not installed."""
+    try:
+        # Imported when TensorBoard files are written: the core, and Keras's
+        # JAX backend, run without TensorFlow.
+        import tensorflow as tf
+    except ImportError:
+        raise ImportError(
+            f"{what} writes TensorBoard files with TensorFlow's tf.summary; "
+            "install TensorFlow (pip install -e '.[tensorflow]' in a keras-egf "
+            "checkout) or pass no log_dir.") from None
+    return tf.summary
 
 
 def is_diverged(loss, max_loss=DEFAULT_MAX_LOSS):

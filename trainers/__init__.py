@@ -21,6 +21,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+TENSORFLOW_MISSING = (
+    "keras-egf's binaries need TensorFlow (tf.data pipelines, TensorBoard, "
+    "Keras Tuner): pip install -e '.[tensorflow]' in a keras-egf "
+    "checkout.")
+
+
+def require_tensorflow():
+    """Exits with `TENSORFLOW_MISSING` (code 1) when TensorFlow, the
+    binaries' extra, is not installed; the library's core runs without it."""
+    try:
+        import tensorflow  # noqa: F401  (the binary imports it next anyway)
+    except ImportError:
+        sys.exit(TENSORFLOW_MISSING)
+
+
+if os.path.basename(sys.argv[0]).startswith("keras-egf-") or sys.argv[0] == "-m":
+    require_tensorflow()  # before a binary's module imports it
 
 
 def _interrupted_while_starting(signum, frame):
