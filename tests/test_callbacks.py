@@ -6,6 +6,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import keras_egf as ke
 from keras_egf import callbacks as cb
+from keras_egf.callbacks import divergence_reason, is_diverged
 
 
 @pytest.mark.parametrize("epochs, points, expected", [
@@ -230,3 +231,15 @@ def test_pruning_summaries_start_each_fit_afresh(tmp_path):
         again, new = _scalars(tmp_path / "used", tag), _scalars(tmp_path / "fresh", tag)
         assert [s for s, _ in new] == [8, 12, 16]  # 2 epoch starts, the end
         assert again[-len(new):] == new
+
+
+def test_the_divergence_rule_is_the_monitors_on_floats_and_tensors():
+    """The packed trainer freezes a member by the rule DivergenceMonitor
+    applies to a logged loss (keras_egf.callbacks.is_diverged)."""
+    losses = [0.5, 1e6, 2e6, float("nan"), float("inf"), -float("inf")]
+    expected = [False, False, True, True, True, True]
+    assert [is_diverged(v) for v in losses] == expected
+    assert [divergence_reason(v) is not None for v in losses] == expected
+    assert list(np.asarray(is_diverged(tf.constant(losses)))) == expected
+    assert list(np.asarray(is_diverged(tf.constant(losses), None))) == [
+        False, False, False, True, True, True]

@@ -137,3 +137,18 @@ def test_flat_mnist5k_pipelines_equal_the_image_pipelines_flattened():
         for (xa, ya), (xb, yb) in zip(a, b):
             np.testing.assert_array_equal(xa.numpy(), xb.numpy().reshape(len(xb), -1))
             np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+
+
+def test_different_seeds_give_different_data_orders():
+    def labels(seed):
+        ds = data.make_datasets("mnist5k", batch_size=64, seed=seed)
+        return [y.numpy().tolist() for _, y in ds.train.take(3)]
+
+    assert labels(0) == labels(0)
+    assert labels(0) != labels(1)
+    assert labels(1) != labels(2)
+    # And each epoch reshuffles.
+    ds = data.make_datasets("mnist5k", batch_size=64, seed=0)
+    first = [y.numpy().tolist() for _, y in ds.train.take(2)]
+    second = [y.numpy().tolist() for _, y in ds.train.take(2)]
+    assert first != second

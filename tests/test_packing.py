@@ -1,5 +1,7 @@
-"""Packed training: a member of a pack ends with the weights, History,
-gf/EGF points and test metrics of the same point trained alone."""
+"""Packed training, keras_egf.packing as a whole (run, trainer, outputs,
+grouping): a member of a pack ends with the weights, History, gf/EGF points
+and test metrics of the same point trained alone; a diverging member is
+frozen; which points share a pack."""
 
 import json
 
@@ -188,17 +190,3 @@ def test_grouping_and_unsupported_settings():
         packing.run_packed([_config(), _config(optimizer="sgd")], ["/tmp/a", "/tmp/b"])
     with pytest.raises(ValueError, match="size=0"):
         packing.group_points([], configs.get, 0)
-
-
-def test_the_divergence_rule_is_the_monitors_on_floats_and_tensors():
-    """The packed trainer freezes a member by the rule DivergenceMonitor
-    applies to a logged loss (keras_egf.callbacks.is_diverged)."""
-    from keras_egf.callbacks import divergence_reason, is_diverged
-
-    losses = [0.5, 1e6, 2e6, float("nan"), float("inf"), -float("inf")]
-    expected = [False, False, True, True, True, True]
-    assert [is_diverged(v) for v in losses] == expected
-    assert [divergence_reason(v) is not None for v in losses] == expected
-    assert list(np.asarray(is_diverged(tf.constant(losses)))) == expected
-    assert list(np.asarray(is_diverged(tf.constant(losses), None))) == [
-        False, False, False, True, True, True]

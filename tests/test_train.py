@@ -10,7 +10,6 @@ import urllib.request
 import pytest
 
 from keras_egf import experiment
-from keras_egf import files
 from keras_egf.pruning import dynamic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -411,41 +410,6 @@ def test_output_dir_that_is_a_link_is_written_through(tmp_path):
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert json.loads((target / "results.json").read_text())["models"]["dense"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
-
-
-def test_different_seeds_give_different_data_orders():
-    from keras_egf import data
-
-    def labels(seed):
-        ds = data.make_datasets("mnist5k", batch_size=64, seed=seed)
-        return [y.numpy().tolist() for _, y in ds.train.take(3)]
-
-    assert labels(0) == labels(0)
-    assert labels(0) != labels(1)
-    assert labels(1) != labels(2)
-    # And each epoch reshuffles.
-    ds = data.make_datasets("mnist5k", batch_size=64, seed=0)
-    first = [y.numpy().tolist() for _, y in ds.train.take(2)]
-    second = [y.numpy().tolist() for _, y in ds.train.take(2)]
-    assert first != second
-
-
-def test_one_epoch_comparison_png_draws_points(tmp_path, monkeypatch):
-    from keras_egf import plots
-
-    result = {"config": _tiny_config().to_dict(), "models": {
-        "sparse": {"history": {"accuracy": [0.5], "egf_2": [0.1], "gf_2": [0.3]},
-                   "egf_points": [{"epoch": 0, "egf_1": 1.0, "egf_2": 0.1}],
-                   "test_accuracy": 0.5}}}
-    figures = []
-    monkeypatch.setattr(plots.plt, "close", figures.append)
-    path = plots.plot_comparison(result, str(tmp_path / "c.png"))
-    lines = [l for ax in figures[0].axes for l in ax.get_lines()]
-    assert len(lines) == 5
-    # A single point is drawn only by a marker.
-    assert all(l.get_marker() not in (None, "None", "") for l in lines)
-    assert all(len(l.get_xdata()) == 1 for l in lines)
-    assert os.stat(path).st_mode & 0o777 == files.default_file_mode()
 
 
 def test_sparse_width_fixes_the_sparse_model_across_dense_widths(tmp_path):

@@ -1,11 +1,15 @@
+"""From scores to masks (keras_egf.pruning.masks): exact counts per layer,
+seeds, excluded layers kept dense, names checked, magnitude's largest
+entries, a registered score's masks, and top-k selection against a stable
+sort."""
+
 import math
 
 import numpy as np
 import pytest
 
 import keras_egf as ke
-from keras_egf import pruning as masks_lib
-from keras_egf.pruning import distributions as sd
+from keras_egf import pruning
 from keras_egf.pruning.masks import top_k_indices
 
 
@@ -57,30 +61,6 @@ def test_unknown_names_list_supported_ones():
         ke.apply_masks(_model(), {"nope": np.ones((2, 2))})
 
 
-def test_uniform_distribution_is_pure():
-    shapes = {"a": (10, 10), "b": (10, 2)}
-    assert sd.uniform(shapes, 0.7) == {"a": 0.7, "b": 0.7}
-    assert sd.uniform(shapes, 0.7, exclude=["b"]) == {"a": 0.7, "b": 0.0}
-
-
-def test_erk_reaches_overall_sparsity_and_favours_small_layers():
-    shapes = {"in": (784, 300), "mid": (300, 100), "out": (100, 10)}
-    total = sum(np.prod(s) for s in shapes.values())
-    for sparsity in (0.5, 0.9, 0.98):
-        per = sd.erk(shapes, sparsity)
-        kept = sum((1 - per[n]) * np.prod(s) for n, s in shapes.items())
-        np.testing.assert_allclose(kept, (1 - sparsity) * total, rtol=1e-9)
-        assert per["in"] > per["mid"] > per["out"] or per["out"] == 0.0
-        # Hand check of the ERK density ratio between two non-dense layers.
-        if per["mid"] > 0 and per["in"] > 0:
-            ratio = (1 - per["in"]) / (1 - per["mid"])
-            expected = (sum(shapes["in"]) / np.prod(shapes["in"])) / (
-                sum(shapes["mid"]) / np.prod(shapes["mid"]))
-            np.testing.assert_allclose(ratio, expected, rtol=1e-9)
-    # At 50% the small output layer would need density > 1: it is kept dense.
-    assert sd.erk(shapes, 0.5)["out"] == 0.0
-
-
 def test_erk_masks_on_a_model():
     model = _model()
     masks = ke.prune(model, 0.8, distribution="erk", seed=0)
@@ -104,7 +84,7 @@ def test_register_pruning_method():
     def first_entries_last(model, batches=None, seed=None, **options):
         """A score: the first kernel entry of each layer scores lowest."""
         out = {}
-        for l in masks_lib.masked_layers(model):
+        for l in pruning.masked_layers(model):
             s = np.ones(l.kernel.shape)
             s.flat[0] = 0.0
             out[l.name] = s
@@ -122,25 +102,6 @@ def test_register_pruning_method():
         assert layer.kernel.numpy().flat[0] == 0.0
     with pytest.raises(ValueError, match="`score` must be callable. Received: score="):
         ke.register_pruning_method("bad", None)
-
-
-def test_prune_arguments_are_checked():
-    model = ke.build_mlp((12,), [16, 16], 3, seed=0)
-    masks = ke.prune(model, 0.5, seed=0, exclude="hidden_0")  # one name
-    assert masks["hidden_0"].all() and not masks["hidden_1"].all()
-    with pytest.raises(ValueError, match="'hiden_0'.*masked layers"):
-        ke.prune(model, 0.5, seed=0, exclude=["hiden_0"])
-    with pytest.raises(ValueError, match="seed='x'"):
-        ke.prune(model, 0.5, seed="x")
-    with pytest.raises(ValueError, match="seed=-1"):
-        ke.prune(model, 0.5, seed=-1)
-    plain = ke.build_mlp((12,), [16], 3, masked=False)
-    # A plain model is pruned as a masked copy (issue: one call prunes any
-    # model); compute_masks still names the converter.
-    assert ke.prune(plain, 0.5).copied
-    with pytest.raises(ValueError, match="unmasked: convert it with "
-                                         "keras_egf.prune_low_magnitude"):
-        ke.compute_masks(plain, 0.5)
 
 
 def test_top_k_indices_equals_a_stable_sort_on_duplicate_heavy_scores():
@@ -166,23 +127,17 @@ def test_top_k_indices_equals_a_stable_sort_on_duplicate_heavy_scores():
         count = int(rng.integers(0, n + 1))
         np.testing.assert_array_equal(top_k_indices(scores, count),
                                       stable(scores, count), err_msg=f"{scores} {count}")
-        assert masks_lib.top_k_mask(scores, count).sum() == count
+        assert pruning.top_k_mask(scores, count).sum() == count
 
 
-def test_prune_converts_a_plain_model_and_summarises():
-    import keras
-
-    plain = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6, name="h"),
-                              keras.layers.Dense(2, name="o")])
-    result = ke.prune(plain, 0.5, seed=0)
-    assert result.copied and isinstance(result.model, ke.MaskedModel)
-    assert type(ke.prunable_layers(plain)[0]).__name__ == "Dense"  # unchanged
-    assert result.sparsities == {"h": 0.5, "o": 0.5}
-    assert [int(m.sum()) for m in result.values()] == [24, 6]  # still the masks
-    text = repr(result)
-    assert "sparsity 0.500 overall" in text and "a pruned copy" in text
-    assert len(text) < 200  # a summary, not the arrays
-    again = ke.prune(result.model, 0.75, seed=0)
-    assert again.model is result.model and not again.copied
-    with pytest.raises(ValueError, match="no layers with prunable weights"):
-        ke.prune(keras.Sequential([keras.Input((3,)), keras.layers.Dropout(0.1)]), 0.5)
+def test_top_k_mask_equals_a_stable_sort_with_ties_and_pruned_entries():
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 80))
+        s = rng.integers(0, 5, n).astype(float)  # many ties
+        if trial % 3 == 0:
+            s[rng.random(n) < 0.3] = -np.inf  # already pruned
+        count = int(rng.integers(0, n + 1))
+        expected = np.zeros(n, np.float32)
+        expected[np.argsort(-s, kind="stable")[:count]] = 1.0
+        np.testing.assert_array_equal(pruning.top_k_mask(s, count), expected)

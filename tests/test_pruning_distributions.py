@@ -140,3 +140,41 @@ def test_a_distribution_registered_later_is_used_by_prune():
             ke.pruning.register_distribution("last_dense", last_dense)
     finally:
         sd.DISTRIBUTIONS.unregister("last_dense")
+
+
+def test_uniform_distribution_is_pure():
+    shapes = {"a": (10, 10), "b": (10, 2)}
+    assert sd.uniform(shapes, 0.7) == {"a": 0.7, "b": 0.7}
+    assert sd.uniform(shapes, 0.7, exclude=["b"]) == {"a": 0.7, "b": 0.0}
+
+
+def test_erk_reaches_overall_sparsity_and_favours_small_layers():
+    shapes = {"in": (784, 300), "mid": (300, 100), "out": (100, 10)}
+    total = sum(np.prod(s) for s in shapes.values())
+    for sparsity in (0.5, 0.9, 0.98):
+        per = sd.erk(shapes, sparsity)
+        kept = sum((1 - per[n]) * np.prod(s) for n, s in shapes.items())
+        np.testing.assert_allclose(kept, (1 - sparsity) * total, rtol=1e-9)
+        assert per["in"] > per["mid"] > per["out"] or per["out"] == 0.0
+        # Hand check of the ERK density ratio between two non-dense layers.
+        if per["mid"] > 0 and per["in"] > 0:
+            ratio = (1 - per["in"]) / (1 - per["mid"])
+            expected = (sum(shapes["in"]) / np.prod(shapes["in"])) / (
+                sum(shapes["mid"]) / np.prod(shapes["mid"]))
+            np.testing.assert_allclose(ratio, expected, rtol=1e-9)
+    # At 50% the small output layer would need density > 1: it is kept dense.
+    assert sd.erk(shapes, 0.5)["out"] == 0.0
+
+
+def test_erk_on_4d_conv_kernels_counts_the_spatial_dimensions():
+    # Two convolutions: density ratio (sum/prod of the whole 4-D shape),
+    # 30/1152 : 38/2304 = 1.5789; without the 3x3 it would be 1.5.
+    s = sd.erk({"c1": (3, 3, 8, 16), "c2": (3, 3, 16, 16)}, 0.8)
+    d1, d2 = 1 - s["c1"], 1 - s["c2"]
+    assert d1 / d2 == pytest.approx((30 / 1152) / (38 / 2304), rel=1e-9)
+    assert d1 * 1152 + d2 * 2304 == pytest.approx(0.2 * (1152 + 2304))
+    # A conv and a small dense layer that ERK would make denser than 1: it is
+    # kept dense, the conv makes up for it (by hand: 1 - 2144/4608).
+    s = sd.erk({"conv": (3, 3, 16, 32), "head": (32, 10)}, 0.5)
+    assert s["head"] == 0.0
+    assert s["conv"] == pytest.approx(1 - 2144 / 4608, rel=1e-9)
