@@ -36,10 +36,6 @@ def require_tensorflow():
         sys.exit(TENSORFLOW_MISSING)
 
 
-if os.path.basename(sys.argv[0]).startswith("keras-egf-") or sys.argv[0] == "-m":
-    require_tensorflow()  # before a binary's module imports it
-
-
 def _interrupted_while_starting(signum, frame):
     sys.stderr.write("\nInterrupted while starting; nothing was written.\n")
     sys.stderr.flush()
@@ -48,10 +44,12 @@ def _interrupted_while_starting(signum, frame):
 
 # A binary (its console script, or python -m trainers.<name>) imports
 # TensorFlow for seconds before `run_binary` installs its handler: a Ctrl-C
-# then exits 130 at once, with nothing written, instead of a traceback.
-if (os.path.basename(sys.argv[0]).startswith("keras-egf-") or sys.argv[0] == "-m") \
-        and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _interrupted_while_starting)
+# then exits 130 at once, with nothing written, instead of a traceback. And
+# it needs its extra: said before its module imports TensorFlow.
+if os.path.basename(sys.argv[0]).startswith("keras-egf-") or sys.argv[0] == "-m":
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted_while_starting)
+    require_tensorflow()
 
 
 def as_flags(message, names):
