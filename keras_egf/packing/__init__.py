@@ -73,8 +73,23 @@ from keras_egf.packing.run import run_packed
 from keras_egf.packing.trainer import MAX_LOSS, PackedTrainer
 
 __all__ = [
-    "MAX_LOSS", "MEMBER_FIELDS", "PACKABLE_ACTIVATIONS", "Member", "MemberLogs",
-    "PackedDense", "PackedTrainer", "build_members", "check_one_pack",
-    "check_packable", "copy_in", "group_points", "is_packable", "member_result",
-    "member_weights", "pack_key", "packed_model", "point_results", "run_packed",
+    "MAX_LOSS",
+    "MEMBER_FIELDS",
+    "PACKABLE_ACTIVATIONS",
+    "Member",
+    "MemberLogs",
+    "PackedDense",
+    "PackedTrainer",
+    "build_members",
+    "check_one_pack",
+    "check_packable",
+    "copy_in",
+    "group_points",
+    "is_packable",
+    "member_result",
+    "member_weights",
+    "pack_key",
+    "packed_model",
+    "point_results",
+    "run_packed",
 ]
