@@ -84,7 +84,7 @@ def check_trainable(config, num_train, allow_small_dataset=False):
             f"batch_size={config.batch_size} is larger than the training set "
             f"of {config.dataset} ({num_train} examples): every epoch would be "
             f"one step on all of them; choose batch_size <= {num_train} "
-            "(or allow it: --allow_small_dataset, allow_small_dataset=True)")
+            "(or allow it: `allow_small_dataset=True`)")
     if config.sparse_training == "static" or config.models == "dense":
         return
     steps_per_epoch = math.ceil(num_train / config.batch_size)

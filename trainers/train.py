@@ -106,7 +106,8 @@ def main(argv):
               f"{FLAGS.output_dir}/comparison.png; "
               f"tensorboard --logdir {FLAGS.output_dir}/tensorboard")
     except (ValueError, data.DatasetNotPreparedError) as e:
-        return fail("keras-egf-train", e, flags=("overwrite", "output_dir"))
+        return fail("keras-egf-train", e,
+                    flags=("overwrite", "output_dir", "allow_small_dataset"))
     except BaseException as e:  # an interrupt may surface as another error
         if not interrupts.is_interrupt(e):
             raise
