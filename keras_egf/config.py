@@ -266,8 +266,7 @@ class ComparisonConfig:
         "static", "Sparse model's masks during training: static (fixed), "
         "set (drop smallest, grow random) or rigl (drop smallest, grow "
         "largest gradient), per layer, counts kept.",
-        one_of(sparse_training_modes,
-               getattr(_dynamic_methods(), "register_with", None)))
+        one_of(sparse_training_modes, _dynamic_methods().register_with))
     dst_update_every: int = setting(100, "Steps between set/rigl mask updates.",
                                     POSITIVE_INT)
     dst_drop_fraction: float = setting(

@@ -75,8 +75,6 @@ TIMINGS = ("after_step", "instead_of_step")
 END_FRACTION = 0.75  # RigL's: no mask update in the last quarter of training
 
 
-
-
 def register_dynamic_method(name, method_class, overwrite=False):
     """Makes `DynamicSparsity(name, ...)` build `method_class`, a
     `DynamicSparsity` subclass (usually overriding `grow`)."""
