@@ -1,5 +1,6 @@
-"""Helpers the benchmark scripts share: epoch timing inside `fit`, ratio
-rows, and writing the results files."""
+"""Helpers the benchmark scripts share: epoch timing (inside `fit`, or of
+a train function driven as `fit` drives it), random data, ratio rows, and
+writing the results files."""
 
 import os
 import re
@@ -20,6 +21,33 @@ def epoch_timer(keras):
         def on_epoch_end(self, epoch, logs=None):
             self.seconds = time.perf_counter() - self.start
     return EpochTimer()
+
+
+def time_epoch(model, function, iterator, steps):
+    """Seconds for one epoch of `steps` training steps, driven the way
+    `fit` drives them (reset_metrics, then the train function per step),
+    without fit's per-call start-up and callbacks, which are the same for
+    every model and only add noise."""
+    model.reset_metrics()
+    start = time.perf_counter()
+    for _ in range(steps):
+        logs = function(iterator)
+    float(logs["loss"])  # wait for the last step
+    return time.perf_counter() - start
+
+
+def random_classification(samples, input_shape, classes, batch):
+    """(x, y, a repeating tf.data pipeline of full batches of them): seeded
+    uniform inputs and random labels."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.random((samples,) + tuple(input_shape), dtype=np.float32)
+    y = rng.integers(0, classes, samples)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(
+        batch, drop_remainder=True).cache().repeat()
+    return x, y, dataset
 
 
 def out_of_time(deadline, last_round):

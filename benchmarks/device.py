@@ -257,7 +257,7 @@ def report(mode, setting, env, run_times, tfmot_times, sweeps, elapsed, budget):
         "models alternate epoch by epoch after a warm-up, each epoch timed as "
         "fit runs it without fit's start-up; a ratio compares two models' "
         "epochs of one round.", "",
-        f"keras-egf / TFMOT: `benchmarks.tfmot.measure`, the same MLP shape and "
+        "keras-egf / TFMOT: `benchmarks.tfmot.measure`, the same MLP shape and "
         "data size, keras-egf's gradual pruning with and without XLA against "
         "TFMOT's prune_low_magnitude in a tf-keras subprocess "
         "(TF_USE_LEGACY_KERAS=1), rounds alternating between the processes."

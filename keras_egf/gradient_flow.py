@@ -65,12 +65,7 @@ def masked_gradients(grads, masks):
 def _pth_power_sum(g, p, members=False):
     """sum |g|^p as float32, by the backend's own reduction; with
     `members`, one sum per entry of g's leading (member) axis."""
-    g = _as_float(g)
-    if members:
-        axes = tuple(range(1, len(g.shape)))
-        power = ops.abs(g) if p == 1 else ops.square(g)
-        return ops.cast(ops.sum(power, axis=axes), "float32")
-    return backend_lib.get().pth_power_sum(g, p)
+    return backend_lib.get().pth_power_sum(_as_float(g), p, members)
 
 
 def layer_norms(grads, p, members=False):
@@ -131,6 +126,53 @@ def gradient_flow_measures(grads, masked_grads, per_layer=False, members=False):
     if per_layer:
         measures.update(layers_egf_1=layers_1, layers_egf_2=layers_2)
     return measures
+
+
+@keras.saving.register_keras_serializable(package="keras_egf")
+class GradientFlowMean(keras.metrics.Metric):
+    """The per-step measure's epoch means: the weighted means of the four
+    measures (`GRADIENT_FLOW_METRICS`) over the measured steps.
+
+    One (5,) variable holds the four weighted sums and the total weight, so
+    a step costs one `assign_add` (four `keras.metrics.Mean`s cost eight
+    variable updates, about 3 % of a 10 ms step on a 2-core CPU).
+    `result()` is a dict {gf_1: .., gf_2: .., egf_1: .., egf_2: ..}, which
+    Keras puts into the logs key by key; 0 before any measured step.
+
+    `update_state(measures, scale=None, sample_weight=None)`: `measures`
+    as `gradient_flow_measures` returns them; `scale` divides them (loss
+    scaling); a step of weight 0 adds nothing, whatever its values (an
+    overflowed step's inf/NaN included).
+    """
+
+    def __init__(self, name="gradient_flow", dtype="float32"):
+        super().__init__(name=name, dtype=dtype)
+        self.sums = self.add_variable(
+            shape=(len(GRADIENT_FLOW_METRICS) + 1,), initializer="zeros",
+            dtype="float32", name="sums")
+
+    def update_state(self, measures, scale=None, sample_weight=None):
+        values = ops.stack([ops.cast(measures[k], "float32")
+                            for k in GRADIENT_FLOW_METRICS])
+        if scale is not None:
+            values = values / ops.cast(scale, "float32")
+        if sample_weight is None:
+            weight = ops.ones((1,), "float32")
+        else:
+            weight = ops.reshape(ops.cast(sample_weight, "float32"), (1,))
+            values = ops.where(weight > 0, values * weight,
+                               ops.zeros_like(values))
+        self.sums.assign_add(ops.concatenate([values, weight]))
+
+    def reset_state(self):
+        self.sums.assign(ops.zeros(self.sums.shape, self.sums.dtype))
+
+    def result(self):
+        means = ops.divide_no_nan(self.sums[:-1], self.sums[-1])
+        return {name: means[i] for i, name in enumerate(GRADIENT_FLOW_METRICS)}
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
 
 
 def fixed_batch_point(measures, layer_names, member=None):

@@ -44,14 +44,16 @@ from keras import ops
 
 from keras_egf import backend as backend_lib
 from keras_egf import layers as layers_lib
-from keras_egf.gradient_flow import GRADIENT_FLOW_METRICS, gradient_flow_measures
+from keras_egf.gradient_flow import (
+    GRADIENT_FLOW_METRICS, GradientFlowMean, gradient_flow_measures)
 from keras_egf.validation import one_of, positive_int
 
 _OPTIONS = ("track_gradient_flow", "mask_product", "gradient_flow_every",
             "source_model_class")
-# Measured with `python -m benchmarks` (benchmarks/RESULTS.md): the smallest
-# interval whose tracking cost stays within 3 % in both jit modes.
-DEFAULT_GRADIENT_FLOW_EVERY = 32
+# Every step: History holds the paper's per-step measure, exactly. Its cost
+# (benchmarks/RESULTS.md, docs/performance.md): 1.00-1.03x a step on the
+# CNN and WRN-16-4, about 1.12x on the benchmark MLP on a 2-core CPU.
+DEFAULT_GRADIENT_FLOW_EVERY = 1
 
 
 class KernelGradients(collections.namedtuple(
@@ -62,7 +64,7 @@ class KernelGradients(collections.namedtuple(
 
 
 class MeasureEveryN:
-    """`MaskedModel`'s train function when its calls differ.
+    """`MaskedModel`'s train function when its step measures or records.
 
     Call k since the last `reset` (`reset_metrics`: each epoch's start,
     each `train_on_batch`) measures gf/EGF when k is a multiple of
@@ -92,10 +94,9 @@ class MeasureEveryN:
             recorder = None
         key = (measure, recorder is not None)
         if key not in self._steps:
-            step = functools.partial(model._train_step, measure=measure,
-                                     recorder=recorder)
+            step = functools.partial(model._train_step, recorder=recorder)
             self._steps[key] = backend_lib.get().make_step_function(
-                model, step, recorder)
+                model, step, recorder, measure)
         return self._steps[key](*args)
 
 
@@ -117,7 +118,8 @@ class MaskedModel(keras.Model):
         gradient_flow_every: in `fit`, measure on the epoch's steps 0, N,
             2N, ... (so every epoch has a value; `train_on_batch` measures
             every call); measured steps are exact, the others run the
-            untracked step and cost nothing extra. 1 measures every step.
+            untracked step and cost nothing extra. The default, 1, measures
+            every step, so History's values are the exact epoch means.
             A `train_step` called from your own loop always measures.
         mask_product: how the training step forms the effective kernel.
             `"identity"` (default): inside `fit` and `train_on_batch`, which
@@ -155,9 +157,9 @@ class MaskedModel(keras.Model):
             # its buffers, which are not weights of the model).
             self._gradient_recorder = None
         self.train_function = None  # options are read when it is made
-        if self.track_gradient_flow and not hasattr(self, "gf_1_tracker"):
-            for name in GRADIENT_FLOW_METRICS:
-                setattr(self, f"{name}_tracker", keras.metrics.Mean(name=name))
+        if self.track_gradient_flow and not hasattr(
+                self, "gradient_flow_tracker"):
+            self.gradient_flow_tracker = GradientFlowMean()
 
     @classmethod
     def wrap(cls, model, **options):
@@ -240,12 +242,12 @@ class MaskedModel(keras.Model):
 
     def make_train_function(self, force=False):
         """Keras's train function; a `MeasureEveryN` over compiled variants
-        of the step when calls differ (gradient_flow_every N > 1, or a
-        gradient recorder handed over)."""
+        of the step when the step measures or records (the backend
+        compiles a measuring step its own way: see
+        `keras_egf.backend.tensorflow.make_step_function`)."""
         if self.train_function is not None and not force:
             return self.train_function
-        if self._gradient_recorder is None and (
-                not self.track_gradient_flow or self.gradient_flow_every == 1):
+        if self._gradient_recorder is None and not self.track_gradient_flow:
             super().make_train_function(force=True)
         else:
             self.train_function = MeasureEveryN(self)
@@ -317,14 +319,11 @@ class MaskedModel(keras.Model):
         optimizer skips it) is left out of the mean."""
         values = gradient_flow_measures(grads, masked)
         weight = None
-        if scale is not None:
-            values = {k: v / ops.cast(scale, v.dtype) for k, v in values.items()}
-            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                # Not a gradient training follows, so not counted.
-                weight = ops.cast(ops.isfinite(values["gf_1"]), "float32")
-        for name, value in values.items():
-            getattr(self, f"{name}_tracker").update_state(
-                value, sample_weight=weight)
+        if (scale is not None and isinstance(
+                self.optimizer, keras.optimizers.LossScaleOptimizer)):
+            # Not a gradient training follows, so not counted.
+            weight = ops.isfinite(values["gf_1"])
+        self.gradient_flow_tracker.update_state(values, scale, weight)
 
     def test_step(self, *args):
         result = super().test_step(*args)

@@ -289,6 +289,13 @@ def _load(path):
         return {k: data[k] for k in data.files}
 
 
+def _shared_base(tmp_path_factory):
+    """The folder every xdist worker shares (one run of both backends)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is not None:
+        return tmp_path_factory.getbasetemp().parent
+    return tmp_path_factory.getbasetemp()
+
+
 @pytest.fixture(scope="module")
 def both_backends(tmp_path_factory):
     """{case: (TF result, JAX result)}. Computed once per session: under
@@ -296,9 +303,7 @@ def both_backends(tmp_path_factory):
     others wait on a lock, then every worker reads the files."""
     pytest.importorskip("jax")
     assert keras.backend.backend() == "tensorflow"
-    shared = os.environ.get("PYTEST_XDIST_WORKER") is not None
-    base = (tmp_path_factory.getbasetemp().parent if shared
-            else tmp_path_factory.mktemp("backends"))
+    base = _shared_base(tmp_path_factory)
     root = base / "test_backends"
     with open(base / "test_backends.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -323,6 +328,36 @@ def both_backends(tmp_path_factory):
     return results
 
 
+@pytest.fixture(scope="module")
+def torch_results(both_backends, tmp_path_factory):
+    """{case: torch result}: the worker under KERAS_BACKEND=torch on the
+    TensorFlow run's inputs (after `both_backends`, whose saved models it
+    loads). Runs where torch is installed (the `torch` extra); CI does not
+    install it (its wheels bring 2.5 GB of CUDA libraries)."""
+    pytest.importorskip("torch", reason="torch is not installed (the "
+                        "keras-egf[torch] extra)")
+    base = _shared_base(tmp_path_factory)
+    root = base / "test_backends"
+    with open(base / "test_backends_torch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        out_dir = root / "torch"
+        if not (out_dir / "done").exists():
+            out_dir.mkdir(exist_ok=True)
+            env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
+            proc = subprocess.run(
+                [sys.executable, __file__, str(root / "tensorflow"), str(out_dir)],
+                env=env, capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+            (out_dir / "done").touch()
+    results = {}
+    for name in CASES:
+        result = _load(out_dir / f"{name}.npz")
+        result["loaded_tf_model"] = np.load(out_dir / f"{name}.loaded.npy")
+        results[name] = result
+    results["pruning"] = _load(out_dir / "pruning.npz")
+    return results
+
+
 def _each(out, prefix):
     """out[prefix + "0"], out[prefix + "1"], ... (a list run_case made)."""
     return [out[f"{prefix}{i}"] for i in range(len(out)) if f"{prefix}{i}" in out]
@@ -330,7 +365,23 @@ def _each(out, prefix):
 
 @pytest.mark.parametrize("name", CASES)
 def test_jax_matches_tensorflow(both_backends, name):
-    tf_out, jax_out = both_backends[name]
+    _assert_matches(*both_backends[name], name)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_torch_matches_tensorflow(both_backends, torch_results, name):
+    """The same comparison on Keras's torch backend (experimental), and a
+    model saved on TensorFlow loads on torch with the same predictions."""
+    tf_out = both_backends[name][0]
+    _assert_matches(tf_out, torch_results[name], name)
+    tol = ({"rtol": 2e-3, "atol": 1e-4} if name == "mixed_float16"
+           else {"rtol": 1e-5, "atol": 1e-6})
+    np.testing.assert_allclose(torch_results[name]["loaded_tf_model"],
+                               tf_out["predictions"], **tol)
+
+
+def _assert_matches(tf_out, jax_out, name):
+    """`jax_out` (another backend's run of case `name`) equals TF's."""
     report = {}
     for i, g in enumerate(_each(tf_out, "g")):  # g_l, pruned positions included
         report[f"g_{i}"] = _rel(jax_out[f"g{i}"], g)
@@ -368,7 +419,14 @@ def test_saved_on_one_backend_loads_on_the_other(both_backends, name):
 
 
 def test_pruning_scores_and_rigl_match(both_backends):
-    tf_out, jax_out = both_backends["pruning"]
+    _assert_pruning_matches(*both_backends["pruning"])
+
+
+def test_pruning_scores_and_rigl_match_on_torch(both_backends, torch_results):
+    _assert_pruning_matches(both_backends["pruning"][0], torch_results["pruning"])
+
+
+def _assert_pruning_matches(tf_out, jax_out):
     assert sorted(tf_out) == sorted(jax_out)
     assert list(tf_out["rigl_updates"]) == list(jax_out["rigl_updates"]) == [4, 8]
     for key, value in tf_out.items():
@@ -389,6 +447,28 @@ def test_results_and_tensorboard_record_the_backend(both_backends, tmp_path):
     assert both_backends["jax_versions"] == {
         "keras_backend": "jax", "keras_backend_version": jax.__version__,
         "tensorboard": f"jax {jax.__version__}"}
+
+
+def test_core_test_files_pass_on_jax():
+    """The core test files CI runs a second time, on JAX (conftest's
+    JAX_CI_FILES; `KERAS_BACKEND=jax pytest tests` runs every file of
+    JAX_TEST_FILES): one pytest subprocess; every test passes, none is
+    skipped for want of the backend."""
+    import re
+
+    from conftest import JAX_CI_FILES
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("PYTEST_XDIST_WORKER", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         *[os.path.join("tests", f) for f in JAX_CI_FILES]],
+        cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    passed = int(re.search(r"(\d+) passed", summary).group(1))
+    assert passed >= 50 and "skipped" not in summary, summary
 
 
 if __name__ == "__main__":

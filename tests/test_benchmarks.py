@@ -91,3 +91,98 @@ def test_device_benchmark_quick_mode_has_every_ratio(tmp_path):
     for key in expected:
         value = float(rows[key])
         assert math.isfinite(value) and value > 0, (key, value)
+
+
+def test_architecture_benchmark_times_both_variants_of_each_architecture():
+    """`python -m benchmarks.architectures` in miniature: the CNN and the
+    WRN-16-4 builders with tiny widths, one round each jit mode; each row
+    is a finite positive ratio of the measured to the unmeasured epoch, and
+    the measured model really measured (its logs carry gf/EGF)."""
+    import math
+
+    from benchmarks import architectures
+
+    sizes = {"cnn": (4, 4, 4, 4, 8), "wrn-16-4": (4, 4, 4, 4)}
+    modes = {"cnn": (False, True), "wrn-16-4": (False,)}  # XLA: once is enough
+    all_times = {a: architectures.measure(a, rounds=1, jit_modes=modes[a],
+                                          steps=2, batch=4, size=sizes[a])
+                 for a in architectures.ARCHITECTURES}
+    rows = architectures.rows(all_times)[2:]
+    assert len(rows) == 3
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] in sizes and cells[1] in ("False", "True")
+        assert math.isfinite(float(cells[2])) and float(cells[2]) > 0
+    import keras_egf as ke
+    model = architectures.build(ke, "cnn", True, sizes["cnn"])
+    assert model.gradient_flow_every == 1 and model.track_gradient_flow
+
+
+def test_measure_profile_times_every_part_against_the_untracked_step():
+    """`python -m benchmarks.measure_profile` in miniature (a tiny MLP, one
+    round): every variant is timed, and the report has one row each; the
+    patched measure is restored afterwards (a model built later measures
+    the real four norms)."""
+    import numpy as np
+
+    import keras
+    import keras_egf as ke
+    from benchmarks import measure_profile
+
+    times, steps = measure_profile.measure(rounds=1, samples=64, batch=16,
+                                           shape=(8, 6, 3))
+    assert set(times) == {"untracked", *measure_profile.VARIANTS}
+    assert all(len(t) == 1 and t[0] > 0 for t in times.values())
+    text = measure_profile.report(times, steps, False)
+    assert all(f"| {v} |" in text for v in measure_profile.VARIANTS)
+    model = ke.build_mlp((8,), [6], 3, seed=0)
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logs = model.train_on_batch(np.ones((4, 8), "float32"), np.zeros(4, "int64"),
+                                return_dict=True)
+    assert logs["gf_1"] > 0 and logs["gf_1"] != 1.0 and logs["gf_1"] != 2.0
+
+
+def test_packed_step_benchmark_compares_the_measuring_and_the_plain_trainer():
+    """`python -m benchmarks.packed_step` in miniature (one point, width 4,
+    two steps, one round): both trainers are timed, the ratio row is a
+    finite positive number, and only the plain trainer's measures are
+    zeros."""
+    import math
+
+    import tensorflow as tf
+
+    from benchmarks import packed_step
+
+    times, members = packed_step.measure(points=1, width=4, rounds=1, steps=2)
+    assert members == 2 and all(len(t) == 1 for t in times.values())
+    row = packed_step.report(times, members, 1, 4, 1, 2).splitlines()[-1]
+    assert math.isfinite(float(row.split("|")[3]))
+    grads = [tf.ones((2, 3, 4))]
+    plain = packed_step.trainer(1, 4, measured=False)._measures(grads)
+    assert all(float(tf.reduce_sum(v)) == 0 for v in plain.values())
+    measured = packed_step.trainer(1, 4, measured=True)
+    assert float(measured._measures(
+        [tf.ones(l.kernel.shape) for l in measured.dense_layers])["gf_1"][0]) > 0
+
+
+def test_backend_benchmark_interleaves_one_worker_per_backend_and_jit_mode():
+    """`python -m benchmarks.backends --quick`: four worker processes (TF
+    and JAX, with and without XLA), each answering on its own backend with
+    an epoch that logged gf/EGF (the worker checks both); the report has a
+    finite JAX/TF ratio for each jit mode, and quick mode writes nothing."""
+    import math
+    import os
+
+    from benchmarks import backends
+
+    before = os.path.getmtime(backends.RESULTS) if os.path.exists(backends.RESULTS) else None
+    text = backends.main(["--quick", "--rounds", "1"])
+    rows = [line for line in text.splitlines() if line.startswith("| jax / tensorflow")]
+    assert [r.split("|")[2].strip() for r in rows] == ["False", "True"]
+    assert all(math.isfinite(float(r.split("|")[3])) for r in rows)
+    assert "Mode: quick" in text
+    after = os.path.getmtime(backends.RESULTS) if os.path.exists(backends.RESULTS) else None
+    assert before == after
+    summary = backends.summary(text)  # RESULTS.md's section: ratios only
+    assert "| jax / tensorflow | True |" in summary and "| backend |" not in summary
+    assert "|---|---|---|---|---|\n" not in summary.replace("|---|---|---|---|---|---|---|", "")

@@ -20,7 +20,7 @@ def test_gradient_flow_matches_numpy(p):
     grads, _ = _random()
     flat = np.concatenate([g.ravel() for g in grads]).astype(np.float64)
     expected = np.sum(np.abs(flat)) if p == 1 else np.sqrt(np.sum(flat**2))
-    np.testing.assert_allclose(gf.gradient_flow(grads, p).numpy(), expected,
+    np.testing.assert_allclose(np.asarray(gf.gradient_flow(grads, p)), expected,
                                rtol=1e-6)
 
 
@@ -30,28 +30,28 @@ def test_effective_gradient_flow_matches_numpy(p):
     norms = [np.linalg.norm((g * m).astype(np.float64).ravel(), ord=p)
              for g, m in zip(grads, masks)]
     np.testing.assert_allclose(
-        gf.effective_gradient_flow(grads, masks, p).numpy(), np.mean(norms),
+        np.asarray(gf.effective_gradient_flow(grads, masks, p)), np.mean(norms),
         rtol=1e-6)
-    np.testing.assert_allclose(gf.layer_norms(gf.masked_gradients(grads, masks), p).numpy(),
+    np.testing.assert_allclose(np.asarray(gf.layer_norms(gf.masked_gradients(grads, masks), p)),
                                norms, rtol=1e-6)
 
 
 def test_dense_identity_egf1_is_gf1_over_layers():
     grads, masks = _random(seed=2)
     ones = [np.ones_like(m) for m in masks]
-    egf1 = gf.effective_gradient_flow(grads, ones, p=1).numpy()
-    gf1 = gf.gradient_flow(grads, p=1).numpy()
+    egf1 = np.asarray(gf.effective_gradient_flow(grads, ones, p=1))
+    gf1 = np.asarray(gf.gradient_flow(grads, p=1))
     np.testing.assert_allclose(egf1, gf1 / len(grads), rtol=1e-6)
     # None masks mean all ones too.
     np.testing.assert_allclose(
-        gf.effective_gradient_flow(grads, [None] * len(grads), p=1).numpy(),
+        np.asarray(gf.effective_gradient_flow(grads, [None] * len(grads), p=1)),
         egf1, rtol=1e-6)
 
 
 def test_masked_measure_is_smaller_than_plain():
     grads, masks = _random(seed=3)
-    assert gf.gradient_flow(grads, 1).numpy() > len(grads) * \
-        gf.effective_gradient_flow(grads, masks, 1).numpy()
+    assert np.asarray(gf.gradient_flow(grads, 1)) > len(grads) * \
+        np.asarray(gf.effective_gradient_flow(grads, masks, 1))
 
 
 @pytest.mark.parametrize("p", [3, 0, "2", True, 1.5])
@@ -106,3 +106,23 @@ def test_mean_gradient_weights_each_batch_by_its_size():
     mean = gf.mean_gradient(batches, lambda b: [np.full(2, b[1])],
                             lambda b: b[0].shape[0])
     np.testing.assert_allclose(mean[0], [(3 * 1.0 + 1 * 5.0) / 4] * 2)
+
+
+def test_gradient_flow_mean_is_the_weighted_mean_of_unscaled_measures():
+    # Three steps: (1, 2, 3, 4) unscaled; (20, 40, 60, 80) under scale 10
+    # (so 2, 4, 6, 8); an overflowed step (inf, NaN) of weight 0.
+    metric = gf.GradientFlowMean()
+    assert {k: float(v) for k, v in metric.result().items()} == dict.fromkeys(
+        gf.GRADIENT_FLOW_METRICS, 0.0)
+    names = gf.GRADIENT_FLOW_METRICS
+    metric.update_state(dict(zip(names, [1.0, 2.0, 3.0, 4.0])))
+    metric.update_state(dict(zip(names, [20.0, 40.0, 60.0, 80.0])), scale=10.0,
+                        sample_weight=1.0)
+    metric.update_state(dict(zip(names, [np.inf, np.nan, np.inf, 1.0])),
+                        scale=2.0, sample_weight=0.0)
+    result = {k: float(v) for k, v in metric.result().items()}
+    assert result == {"gf_1": 1.5, "gf_2": 3.0, "egf_1": 4.5, "egf_2": 6.0}
+    np.testing.assert_array_equal(np.asarray(metric.sums), [3, 6, 9, 12, 2])
+    metric.reset_state()
+    assert float(metric.result()["gf_2"]) == 0.0
+    assert gf.GradientFlowMean.from_config(metric.get_config()).name == metric.name

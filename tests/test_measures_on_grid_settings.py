@@ -135,3 +135,31 @@ def test_mixed_precision_measures_are_unscaled(name):
                                    rtol=1e-2, err_msg=f"per-step {m}")
         np.testing.assert_allclose(values["mixed_float16"][1][m], reference,
                                    rtol=1e-2, err_msg=f"fixed-batch {m}")
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_overflowed_steps_are_left_out_of_the_mean(jit_compile):
+    # A loss scale of 2**24 overflows float16 until the optimizer has halved
+    # it enough; those steps apply nothing and count for nothing in the
+    # per-step mean (their inf/NaN would otherwise make it NaN). SGD(0):
+    # every step that counts has the reference's gradient.
+    x, y = _data(n=16)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, kwargs = _model(SETTINGS["plain"], seed=3)
+        optimizer = keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.SGD(0.0), initial_scale=2.0**24)
+        model.compile(optimizer=optimizer, jit_compile=jit_compile,
+                      loss=keras.losses.SparseCategoricalCrossentropy(
+                          from_logits=True))
+        history = model.fit(np.tile(x, (16, 1)), np.tile(y, 16),
+                            batch_size=16, epochs=1, verbose=0, shuffle=False)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    final_scale = float(optimizer.dynamic_scale.numpy())
+    assert final_scale <= 2.0**19  # at least five steps overflowed
+    assert final_scale >= 2.0**5  # and some did not
+    expected = reference_measures(model, [(x, y)], **kwargs)
+    for m in ke.GRADIENT_FLOW_METRICS:
+        np.testing.assert_allclose(history.history[m][0], expected[m],
+                                   rtol=1e-2, err_msg=m)

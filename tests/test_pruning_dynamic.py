@@ -46,9 +46,11 @@ class Checker(keras.callbacks.Callback):
         self.layers, self.events = layers, []
 
     def on_train_batch_begin(self, batch, logs=None):
+        self.model  # noqa: B018 (on JAX, reading it syncs the training state)
         self.before = {l.name: l.mask.numpy() > 0 for l in self.layers}
 
     def on_train_batch_end(self, batch, logs=None):
+        self.model  # noqa: B018
         for layer in self.layers:
             mask, kernel = layer.mask.numpy() > 0, layer.kernel.numpy()
             assert np.all(kernel[~mask] == 0.0), layer.name  # exact zeros, always
@@ -166,6 +168,7 @@ def test_adagrad_accumulators_restart_at_their_initial_value(method):
 
     class Before(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
+            self.model  # noqa: B018 (on JAX, reading it syncs the state)
             before.update({l.name: l.mask.numpy() > 0 for l in layers})
 
     update = pruning.DynamicSparsity(method, update_every=3, drop_fraction=0.5,
@@ -544,10 +547,12 @@ def test_after_step_timing_drops_on_the_weights_after_the_step(monkeypatch):
 
     class Capture(keras.callbacks.Callback):  # runs before DynamicSparsity's hooks
         def on_train_batch_begin(self, batch, logs=None):
+            self.model  # noqa: B018 (on JAX, reading it syncs the state)
             if batch == 2:
                 seen["before"] = {l.name: (l.kernel.numpy(), l.mask.numpy() > 0) for l in layers}
 
         def on_train_batch_end(self, batch, logs=None):
+            self.model  # noqa: B018
             if batch == 2:
                 seen["after"] = {l.name: l.kernel.numpy() for l in layers}
 

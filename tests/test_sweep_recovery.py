@@ -11,7 +11,6 @@ subprocess has a time limit.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys

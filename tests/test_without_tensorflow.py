@@ -18,12 +18,17 @@ pytest.importorskip("jax")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# As if not installed: `import tensorflow` raises ImportError and
+# importlib.util.find_spec("tensorflow") is None (torch probes it).
 BLOCK = textwrap.dedent("""
     import sys
+    BLOCKED = ("tensorflow", "tf_keras", "keras_tuner", "tensorflow_datasets",
+               "tensorboard")
+    for _name in BLOCKED:
+        sys.modules[_name] = None
     class _Block:
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("tensorflow", "tf_keras", "keras_tuner",
-                                      "tensorflow_datasets", "tensorboard"):
+            if name.split(".")[0] in BLOCKED:
                 raise ImportError("blocked " + name)
     sys.meta_path.insert(0, _Block())
 """)
@@ -56,7 +61,8 @@ SCRIPT = BLOCK + textwrap.dedent("""
     kernel = [l for l in ke.prunable_layers(m)][0]
     print(json.dumps({
         "backend": keras.backend.backend(),
-        "tensorflow_imported": any(k.split(".")[0] == "tensorflow" for k in sys.modules),
+        "tensorflow_imported": any(k.split(".")[0] == "tensorflow" and v is not None
+                                   for k, v in sys.modules.items()),
         "history": sorted(h.history),
         "egf_2": h.history["egf_2"][-1],
         "fixed_batch_egf_2": h.history["fixed_batch_egf_2"][-1],
@@ -69,17 +75,20 @@ SCRIPT = BLOCK + textwrap.dedent("""
 """)
 
 
-def _run(code, **env):
-    environment = dict(os.environ, KERAS_BACKEND="jax", **env)
+def _run(code, backend="jax", **env):
+    environment = dict(os.environ, KERAS_BACKEND=backend, **env)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=600)
 
 
-def test_core_workflow_on_jax_imports_no_tensorflow():
-    proc = _run(SCRIPT)
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_core_workflow_on_jax_imports_no_tensorflow(backend):
+    # torch: where it is installed (the [torch] extra; CI does not install it)
+    pytest.importorskip(backend)
+    proc = _run(SCRIPT, backend, CUDA_VISIBLE_DEVICES="")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["backend"] == "jax" and out["tensorflow_imported"] is False
+    assert out["backend"] == backend and out["tensorflow_imported"] is False
     for name in ("gf_1", "gf_2", "egf_1", "egf_2", "fixed_batch_egf_2", "loss"):
         assert name in out["history"]
     assert out["egf_2"] > 0 and out["fixed_batch_egf_2"] > 0

@@ -1,8 +1,9 @@
 """What differs between Keras backends, one module per backend.
 
-`keras_egf.backend.tensorflow` and `keras_egf.backend.jax` each hold
-`MaskedModel`'s training step and the helpers that need the backend's own
-autodiff; everything else in keras-egf is written in `keras.ops`. `get()`
+`keras_egf.backend.tensorflow`, `keras_egf.backend.jax` and (experimental)
+`keras_egf.backend.torch` each hold `MaskedModel`'s training step and the
+helpers that need the backend's own autodiff; everything else in keras-egf
+is written in `keras.ops`. `get()`
 returns the module of the backend Keras runs on (`keras.backend.backend()`,
 fixed per process by KERAS_BACKEND).
 """
@@ -11,7 +12,7 @@ import importlib
 
 import keras
 
-SUPPORTED_BACKENDS = ("tensorflow", "jax")
+SUPPORTED_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def name():
@@ -29,7 +30,7 @@ def get():
             f"Keras backends {SUPPORTED_BACKENDS}, not on {backend!r} "
             f"(docs/backends.md has the plan). Received: "
             f"keras.backend.backend()={backend!r}; set KERAS_BACKEND to "
-            "tensorflow or jax.")
+            "tensorflow, jax or torch.")
     return importlib.import_module(f"keras_egf.backend.{backend}")
 
 

@@ -14,14 +14,24 @@ The same functions as `keras_egf.backend.tensorflow`:
   `GradientRecorder` after it (RigL);
 - `gradients`, `hessian_vector_product`: one gradient helper for the EGF
   callback and the pruning scores;
-- `loss_scale`, `replicas`, `pth_power_sum`, `as_tensor`.
+- `loss_scale`; `replicas`, `pth_power_sum`, `as_tensor` and
+  `on_one_replica` are `keras_egf.backend.common`'s.
 """
+
+import functools
 
 import jax
 import keras
 from keras import ops
 
 from keras_egf import layers as layers_lib
+from keras_egf.backend.common import (
+    as_tensor, on_one_replica, pth_power_sum, replicas, scales_loss)
+
+# What `keras_egf.backend.get()` callers use (the same names on every backend).
+__all__ = ["WIDEST_FLOAT", "train_step", "make_step_function", "loss_scale",
+           "replicas", "on_one_replica", "gradients", "hessian_vector_product",
+           "pth_power_sum", "as_tensor"]
 
 # float64 only where JAX allows it (jax_enable_x64; off by default).
 WIDEST_FLOAT = "float64" if jax.config.jax_enable_x64 else "float32"
@@ -77,10 +87,11 @@ def _current(scope, variable):
     return variable.value if value is None else value
 
 
-def make_step_function(model, step, recorder=None):
-    """Keras's train function around `step(state, data)`: jitted unless
-    the model runs eagerly; a recording step's gradients are written to
-    `recorder` after it (outside the jitted step)."""
+def make_step_function(model, step, recorder=None, measure=False):
+    """Keras's train function around `step(state, data, measure=measure)`:
+    jitted unless the model runs eagerly; a recording step's gradients are
+    written to `recorder` after it (outside the jitted step)."""
+    step = functools.partial(step, measure=measure)
     if not model.run_eagerly and model.jit_compile:
         step = jax.jit(step, donate_argnums=0)
     function = model._make_function(step)
@@ -99,18 +110,9 @@ def loss_scale(optimizer, dtype="float32"):
     """The factor `optimizer.scale_loss` multiplies the loss by, or None
     (read inside a StatelessScope over the optimizer's variables in a
     step)."""
-    if optimizer is None:
-        return None
-    if not (isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-            or getattr(optimizer, "loss_scale_factor", None) is not None):
+    if not scales_loss(optimizer):
         return None
     return optimizer.scale_loss(ops.ones((), dtype))
-
-
-def replicas():
-    """Replicas a loss is divided over (1: keras-egf's JAX step runs on one
-    device)."""
-    return 1
 
 
 def _stateless(fn, variables, state):
@@ -122,11 +124,6 @@ def _stateless(fn, variables, state):
             return fn()
 
     return value
-
-
-def on_one_replica(fn, *args):
-    """fn(*args) (one device)."""
-    return fn(*args)
 
 
 def gradients(fn, variables, state=()):
@@ -146,15 +143,3 @@ def hessian_vector_product(fn, variables, vectors):
         return sum(ops.sum(g * v) for g, v in zip(grad(values), vectors))
 
     return jax.grad(dot)([v.value for v in variables])
-
-
-def pth_power_sum(g, p):
-    """sum |g|^p of a float array, as float32 (`keras_egf.gradient_flow`)."""
-    if p == 1:
-        return ops.cast(ops.sum(ops.abs(g)), "float32")
-    return ops.cast(ops.sum(ops.square(g)), "float32")
-
-
-def as_tensor(g):
-    """`g` as an array."""
-    return ops.convert_to_tensor(g)

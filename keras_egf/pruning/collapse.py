@@ -10,6 +10,7 @@ model's EGF_2 on the given batches.
 import collections
 
 import numpy as np
+from keras import ops
 
 from keras_egf.gradient_flow import gradient_flow_measures, masked_gradients
 from keras_egf.pruning.masks import get_masks, masked_layers
@@ -28,7 +29,7 @@ def layer_collapse(model, batches, loss=None):
     g = [grads[n] for n in names]
     m = [masks[n] for n in names]
     measures = gradient_flow_measures(g, masked_gradients(g, m), per_layer=True)
-    norms = measures["layers_egf_2"].numpy()
+    norms = ops.convert_to_numpy(measures["layers_egf_2"])
     layers = [LayerHealth(n, int(mask.sum()), float(norm))
               for n, mask, norm in zip(names, m, norms)]
     collapsed = [h.name for h in layers if h.kept == 0 or h.grad_norm == 0.0]
