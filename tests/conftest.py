@@ -74,7 +74,7 @@ JAX_TEST_FILES = (
     "test_gradient_flow.py", "test_layers.py", "test_model.py",
     "test_measures_on_grid_settings.py", "test_gradient_recorder.py",
     "test_callbacks.py", "test_pruning.py", "test_pruning_scores.py",
-    "test_pruning_dynamic.py")
+    "test_pruning_dynamic.py", "test_layer_coverage.py")
 JAX_CI_FILES = (
     "test_gradient_flow.py", "test_model.py",
     "test_measures_on_grid_settings.py", "test_gradient_recorder.py",

@@ -56,7 +56,9 @@ def gradients(fn, variables):
     import tensorflow as tf
     with tf.GradientTape() as tape:
         loss = fn()
-    return [g.numpy() for g in tape.gradient(loss, variables)]
+    # An Embedding's gradient is a tf.IndexedSlices: densified.
+    return [tf.convert_to_tensor(g).numpy()
+            for g in tape.gradient(loss, variables)]
 
 
 def effective_twin(model, builder=None, **build_kwargs):
