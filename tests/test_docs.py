@@ -150,8 +150,8 @@ def test_shown_results_become_checks():
              _namespace())
 
 
-def _env():
-    env = dict(os.environ, KERAS_EGF_DOCS_EPOCHS="1", KERAS_BACKEND="tensorflow",
+def _env(backend="tensorflow"):
+    env = dict(os.environ, KERAS_EGF_DOCS_EPOCHS="1", KERAS_BACKEND=backend,
                TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg", TF_NUM_INTRAOP_THREADS="1",
                TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
@@ -160,6 +160,19 @@ def _env():
 
 @pytest.mark.parametrize("path, line, code", PYTHON_BLOCKS)
 def test_python_block_runs(path, line, code, tmp_path):
+    _run_block(path, line, code, tmp_path, "tensorflow")
+
+
+@pytest.mark.parametrize("path, line, code", [
+    p for p in PYTHON_BLOCKS if p.values[0] == "README.md"])
+def test_readme_python_block_runs_on_jax(path, line, code, tmp_path):
+    """The README's Python examples (pruning, `fit` with gf/EGF, the
+    TFMOT-style workflow, strip, save/load) as a JAX user runs them."""
+    pytest.importorskip("jax")
+    _run_block(path, line, code, tmp_path, "jax")
+
+
+def _run_block(path, line, code, tmp_path, backend):
     # Padded so that a traceback's line numbers are the markdown file's.
     source = tmp_path / "block.txt"
     source.write_text("\n" * line + with_shown_results_checked(code))
@@ -170,9 +183,9 @@ def test_python_block_runs(path, line, code, tmp_path):
                       f"exec(compile(code, {path!r}, 'exec'), namespace)\n")
     work = tmp_path / "cwd"
     work.mkdir()
-    proc = subprocess.run([sys.executable, str(script)], cwd=work, env=_env(),
+    proc = subprocess.run([sys.executable, str(script)], cwd=work, env=_env(backend),
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{path}:{line} failed:\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, f"{path}:{line} failed on {backend}:\n{proc.stderr[-4000:]}"
 
 
 # ---- shell blocks and inline code: commands and flags exist ----
