@@ -7,6 +7,7 @@ import time
 import urllib.parse
 import urllib.request
 
+import numpy as np
 import pytest
 
 from keras_egf import experiment
@@ -25,8 +26,8 @@ def _tiny_config(**kw):
     return experiment.ComparisonConfig(**base)
 
 
-def _train(args, timeout=300, cwd=ROOT):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+def _train(args, timeout=300, cwd=ROOT, **env_vars):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT, **env_vars)
     return subprocess.run([sys.executable, "-m", "trainers.train", *args],
                           cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
@@ -62,6 +63,23 @@ def test_binary_end_to_end_writes_results_and_png(finished_run):
     assert png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "SC-SDC mnist5k: sparse: test acc" in proc.stdout
+
+
+def test_binary_runs_on_jax(tmp_path):
+    """keras-egf-train under KERAS_BACKEND=jax (its data pipeline stays on
+    tf.data): the pair is matched, gf/EGF are finite, and results.json
+    names the backend."""
+    pytest.importorskip("jax")
+    proc = _train(["--flagfile=configs/quickstart.flags", *TINY,
+                   f"--output_dir={tmp_path}"], KERAS_BACKEND="jax")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["versions"]["keras_backend"] == "jax"
+    sparse, dense = results["models"]["sparse"], results["models"]["dense"]
+    assert sparse["active_weights"] == dense["active_weights"]
+    for r in (sparse, dense):
+        assert all(np.isfinite(v) and v > 0 for v in r["average"].values())
+        assert len(r["history"]["egf_2"]) == 2 and np.isfinite(r["history"]["egf_2"]).all()
 
 
 def test_tensorboard_serves_egf_series(finished_run, free_port):
