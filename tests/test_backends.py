@@ -471,5 +471,36 @@ def test_core_test_files_pass_on_jax():
     assert passed >= 50 and "skipped" not in summary, summary
 
 
+def test_xla_fit_under_a_strategy_measures_as_without_one():
+    """TensorFlow on a CPU under XLA splits the measuring step in two
+    (backend/tensorflow.py `make_step_function`); under a tf.distribute
+    strategy the step stays whole, because the optimizer's gradient
+    all-reduce may not run inside a nested tf.function. A one-replica
+    MirroredStrategy trains and gives the History of no strategy."""
+    import contextlib
+
+    import tensorflow as tf
+
+    import keras_egf as ke
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(64, 12)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    histories = []
+    for scope in (strategy.scope(), contextlib.nullcontext()):
+        with scope:
+            model = ke.build_mlp((12,), [16, 16], 3, seed=2, gradient_flow_every=1)
+            ke.prune(model, 0.8, seed=2)
+            model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=True,
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            histories.append(model.fit(x, y, batch_size=16, epochs=2,
+                                       shuffle=False, verbose=0).history)
+    assert histories[0]["gf_1"][0] != histories[0]["gf_1"][1]
+    for key in ke.GRADIENT_FLOW_METRICS + ("loss",):
+        np.testing.assert_allclose(histories[0][key], histories[1][key],
+                                   rtol=1e-5, err_msg=key)
+
+
 if __name__ == "__main__":
     _worker(sys.argv[1], sys.argv[2])

@@ -244,6 +244,30 @@ def test_gradient_flow_every_n_steps_measures_exactly_those_steps(jit_compile):
         _sparse_mlp(gradient_flow_every=0)
 
 
+def test_gradient_flow_every_counts_calls_under_steps_per_execution():
+    """With steps_per_execution=S a call of the train function runs S steps
+    and N counts calls: N=2, S=2 measures each epoch's steps 0-1, 4-5, 8-9.
+    The per-step references come from the same training one step a call."""
+    if BACKEND == "torch":
+        pytest.skip("Keras's torch trainer takes steps_per_execution=1 only")
+    x, y = _data(n=80, seed=6)
+    reference_model = _sparse_mlp(seed=2)
+    reference_model.compile(optimizer=keras.optimizers.SGD(0.05), loss=_loss())
+    per_step, snapshot = _reference_per_step(reference_model, x, y, batch=8)
+    reference_model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                        callbacks=[snapshot])
+    model = _sparse_mlp(seed=2, gradient_flow_every=2)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=_loss(),
+                  steps_per_execution=2)
+    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    for epoch in (0, 1):
+        steps = [10 * epoch + s for s in (0, 1, 4, 5, 8, 9)]
+        for key in ke.GRADIENT_FLOW_METRICS:
+            expected = np.mean([per_step[s][key] for s in steps])
+            np.testing.assert_allclose(history.history[key][epoch], expected,
+                                       rtol=1e-5, err_msg=f"{key} {epoch}")
+
+
 def _dense_weights_into(model):
     """Loads a dense checkpoint's weights: pruned kernel entries non-zero."""
     rng = np.random.default_rng(7)
@@ -318,9 +342,14 @@ def test_steps_per_execution_measures_every_step_as_one_step_a_call(jit_compile)
     """compile(steps_per_execution=4): each call of the train function runs
     four steps, every one measured (gradient_flow_every=1), so History is
     the same as with one step a call."""
-    if BACKEND == "torch":
-        pytest.skip("Keras's torch trainer takes steps_per_execution=1 only")
     x, y = _data(n=64, seed=11)
+    if BACKEND == "torch":  # Keras's torch trainer takes one batch a call
+        model = _sparse_mlp(seed=5)
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss=_loss(),
+                      steps_per_execution=4, jit_compile=jit_compile)
+        with pytest.raises(ValueError, match="steps_per_execution=4"):
+            model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        return
     histories = []
     for steps in (1, 4):
         model = _sparse_mlp(seed=5)
@@ -332,3 +361,4 @@ def test_steps_per_execution_measures_every_step_as_one_step_a_call(jit_compile)
         np.testing.assert_allclose(histories[1][key], histories[0][key],
                                    rtol=1e-5, err_msg=key)
     assert histories[0]["gf_1"][0] != histories[0]["gf_1"][1]
+

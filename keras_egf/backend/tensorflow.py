@@ -118,6 +118,13 @@ def as_tensor(g):
     return tf.convert_to_tensor(g)
 
 
+def _under_a_strategy(model):
+    """Whether the model trains in tf.distribute replicas: it was built in
+    a strategy's scope (Keras keeps that strategy), or one is active now."""
+    return (getattr(model, "_distribute_strategy", None) is not None
+            or tf.distribute.has_strategy())
+
+
 def make_step_function(model, step, recorder=None, measure=False):
     """Keras's train function around `step(data, measure=measure)`: a
     tf.function (XLA under jit_compile); a recording step writes its
@@ -128,8 +135,11 @@ def make_step_function(model, step, recorder=None, measure=False):
     outside the XLA cluster. XLA:CPU compiles each full reduction into a
     single-threaded loop, TensorFlow's kernels use every core: on the
     benchmark MLP the measure costs 0.33x a step split, 0.41x not
-    (docs/performance.md). On a GPU the step stays whole."""
+    (docs/performance.md). On a GPU the step stays whole, and so it does
+    under a tf.distribute strategy: there the optimizer's gradient
+    all-reduce (a merge_call) may not run inside a nested tf.function."""
     if not (measure and model.jit_compile and not model.run_eagerly
+            and not _under_a_strategy(model)
             and not tf.config.list_logical_devices("GPU")):
         return model._make_function(functools.partial(step, measure=measure))
     compiled = tf.function(functools.partial(step, measure=MEASURE_AFTER),

@@ -64,7 +64,14 @@ def make_step_function(model, step, recorder=None, measure=False):
     """Keras's torch train function around `step(data, measure=measure)`,
     run eagerly (Keras's default on torch). Under `jit_compile=True` too,
     with a warning: a torch.compile'd masked step gave wrong measures
-    under loss scaling (docs/backends.md §4)."""
+    under loss scaling (docs/backends.md §4). Keras's torch trainer
+    takes one batch a call, so `steps_per_execution` > 1 is refused as
+    Keras refuses it (the iterator would hand over several batches and the
+    step would train on the first only)."""
+    if model.steps_per_execution > 1:
+        raise ValueError(
+            "`steps_per_execution` must be 1 with the PyTorch backend. "
+            f"Received: steps_per_execution={model.steps_per_execution}")
     if model.jit_compile and not getattr(model, "_warned_torch_compile", False):
         warnings.warn(
             "keras-egf's training step runs eagerly on the torch backend: "
