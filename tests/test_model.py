@@ -244,6 +244,28 @@ def test_gradient_flow_every_n_steps_measures_exactly_those_steps(jit_compile):
         _sparse_mlp(gradient_flow_every=0)
 
 
+def test_default_gradient_flow_every_measures_every_step():
+    """The default (1) measures every step: History's epoch value is the
+    mean over all of the epoch's steps, for a model and for the binaries'
+    config that leave the option unset."""
+    from keras_egf.config import ComparisonConfig
+
+    assert ComparisonConfig().gradient_flow_every == 1
+    model = ke.build_mlp((12,), [16, 16], 3, activation="relu", seed=2)
+    ke.prune(model, 0.8, seed=2)
+    assert model.gradient_flow_every == 1
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=_loss())
+    x, y = _data(n=40, seed=6)
+    per_step, snapshot = _reference_per_step(model, x, y, batch=8)
+    history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                        callbacks=[snapshot])
+    assert len(per_step) == 5
+    for key in ke.GRADIENT_FLOW_METRICS:
+        np.testing.assert_allclose(history.history[key][0],
+                                   np.mean([s[key] for s in per_step]),
+                                   rtol=1e-5, err_msg=key)
+
+
 def test_gradient_flow_every_counts_calls_under_steps_per_execution():
     """With steps_per_execution=S a call of the train function runs S steps
     and N counts calls: N=2, S=2 measures each epoch's steps 0-1, 4-5, 8-9.
