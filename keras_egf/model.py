@@ -120,8 +120,9 @@ class MaskedModel(keras.Model):
             every call); measured steps are exact, the others run the
             untracked step and cost nothing extra. N counts calls of the
             train function: with `steps_per_execution=S` the measured
-            steps are the S steps of calls 0, N, 2N, ... The default, 1, measures
-            every step, so History's values are the exact epoch means.
+            steps are the S steps of calls 0, N, 2N, ... The default, 1,
+            measures every step, so History's values are the exact epoch
+            means.
             A `train_step` called from your own loop always measures.
         mask_product: how the training step forms the effective kernel.
             `"identity"` (default): inside `fit` and `train_on_batch`, which

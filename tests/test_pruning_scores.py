@@ -8,7 +8,7 @@ import numpy as np
 
 import keras_egf as ke
 from keras_egf.pruning import scores
-from reference import effective_twin, gradients, hessian_vector_product
+from reference import BACKEND, effective_twin, gradients, hessian_vector_product
 
 BUILD = dict(input_shape=(12,), hidden_widths=[16, 16], num_classes=3)
 
@@ -80,9 +80,11 @@ def test_grasp_scores_equal_twin_recomputation():
         k.assign(w)
     for h, p, m in zip(hg, plus, minus):
         # atol: float32 finite differences; on torch one entry in 256 near
-        # zero is 1e-8 off (1.4e-3 of the largest |Hg|).
+        # zero is 1e-8 off (1.4e-3 of the largest |Hg|), so torch alone
+        # gets 2e-3.
         np.testing.assert_allclose(h, (p - m) / (2 * eps), rtol=0.05,
-                                   atol=2e-3 * np.abs(h).max())
+                                   atol=(2e-3 if BACKEND == "torch" else 1e-3)
+                                   * np.abs(h).max())
 
 
 def _twin_grads_from(twin, kernels, batches):
